@@ -1,0 +1,102 @@
+"""Settings, from (lowest to highest priority) embedded defaults, a TOML file, and
+``HEMICYCLE_*`` environment variables (nested with ``__``, e.g.
+``HEMICYCLE_ICE__HOST_ADDRESSES='["192.0.2.10"]'``).
+
+With no file and no variable the server listens on loopback only and creates a
+demo sitting, so ``hemicycle serve`` works out of the box. See docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class IceServer(BaseModel):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class IceSettings(BaseModel):
+    host_addresses: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Addresses the SFU offers as ICE host candidates (loopback by default).",
+    )
+    servers: list[IceServer] = Field(default_factory=list, description="STUN/TURN servers given to browsers.")
+
+
+class MediaSettings(BaseModel):
+    camera_bitrate: int = Field(500_000, description="Cap fed back (REMB) to each camera publisher, bit/s.")
+    screen_bitrate: int = Field(1_500_000, description="Cap fed back to each screen-share publisher, bit/s.")
+    rtcp_silence_timeout: float = Field(15.0, description="Seconds without RTP/RTCP before a publisher is gone.")
+
+
+class LimitSettings(BaseModel):
+    max_message_bytes: int = Field(65_536, description="Largest WebSocket message accepted.")
+    send_queue: int = Field(256, description="Messages queued to a slow client before it is dropped.")
+    heartbeat: float = Field(5.0, description="WebSocket ping interval, seconds; a client missing a pong is dropped.")
+
+
+class SittingSettings(BaseModel):
+    id: str
+    title: str
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEMICYCLE_", env_nested_delimiter="__", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    port: int = Field(8080, description="HTTP port.")
+    public_url: str | None = Field(None, description="Base URL used in invitation links; default http://host:port.")
+    data_dir: Path = Field(Path("var"), description="Where the server keeps its secret key and data.")
+    secret_file: Path | None = Field(None, description="Token signing key; default DATA_DIR/secret.key.")
+    token_lifetime_hours: float = Field(24.0 * 30, description="Validity of minted invitations.")
+    demo: bool = Field(True, description="Create a demo sitting and print ready-to-click links.")
+    sittings: list[SittingSettings] = Field(
+        default_factory=lambda: [SittingSettings(id="demo", title="Séance de démonstration")]
+    )
+    ice: IceSettings = Field(default_factory=IceSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def secret_path(self) -> Path:
+        return self.secret_file or self.data_dir / "secret.key"
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the TOML file ``path`` (or ``$HEMICYCLE_CONFIG``), then env, then overrides.
+
+    Environment variables win over the file; explicit ``overrides`` (command-line
+    options) win over both.
+    """
+    values: dict[str, Any] = {}
+    path = path or os.environ.get("HEMICYCLE_CONFIG")
+    if path:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    env_only = Settings.model_validate({})  # defaults + environment
+    env_set = {k: getattr(env_only, k) for k in env_only.model_fields_set}
+    merged = {**values, **env_set, **{k: v for k, v in overrides.items() if v is not None}}
+    return Settings(**merged)

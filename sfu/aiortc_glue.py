@@ -1,0 +1,303 @@
+"""Every touch of aiortc's and aioice's private internals lives in this module.
+
+aiortc keeps handling SDP, ICE, DTLS and SRTP keying; the SFU takes over the media:
+it taps decrypted RTP/RTCP on each DTLS transport, parks the senders of
+subscribing connections (they never encode anything), and sends rewritten
+packets itself. The names used here are private, so the versions are pinned in
+``pyproject.toml`` and :func:`check_private_hooks` verifies them at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aioice.ice
+import aiortc
+import aiortc.rtcpeerconnection
+import pylibsrtp
+from aiortc import MediaStreamTrack, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, RtcpSrPacket
+
+log = logging.getLogger(__name__)
+
+PINNED_AIORTC = "1.16.0"
+PINNED_AIOICE = "0.13.0"
+
+RtpTap = Callable[[bytes, int], None]
+RtcpTap = Callable[[bytes], None]
+
+
+class TappedDtlsTransport(RTCDtlsTransport):
+    """A DTLS transport whose decrypted RTP goes to the SFU instead of aiortc's receivers.
+
+    With no tap set it behaves exactly like aiortc's own transport.
+    """
+
+    rtp_tap: RtpTap | None = None
+    rtcp_tap: RtcpTap | None = None
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        tap = self.rtp_tap
+        if tap is None:
+            await super()._handle_rtp_data(data, arrival_time_ms)
+        else:
+            tap(data, arrival_time_ms)
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        tap = self.rtcp_tap
+        if tap is not None:
+            tap(data)
+        await super()._handle_rtcp_data(data)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Make every RTCPeerConnection use :class:`TappedDtlsTransport`. Idempotent."""
+    global _installed
+    if not _installed:
+        check_private_hooks()
+        aiortc.rtcpeerconnection.RTCDtlsTransport = TappedDtlsTransport  # type: ignore[misc]
+        _installed = True
+
+
+def check_private_hooks() -> None:
+    """Fail loudly at start-up if aiortc/aioice changed under us."""
+    problems = []
+    if aiortc.__version__ != PINNED_AIORTC:
+        problems.append(f"aiortc {aiortc.__version__} (pinned {PINNED_AIORTC})")
+    if getattr(aioice, "__version__", PINNED_AIOICE) != PINNED_AIOICE:
+        problems.append(f"aioice {aioice.__version__} (pinned {PINNED_AIOICE})")
+    needed = [
+        (RTCDtlsTransport, "_handle_rtp_data"),
+        (RTCDtlsTransport, "_handle_rtcp_data"),
+        (RTCDtlsTransport, "_send_rtp"),
+        (RTCRtpSender, "_handle_rtcp_packet"),
+        (RTCRtpSender, "_RTCRtpSender__ntp_timestamp"),
+        (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder"),
+        (aioice.ice, "get_host_addresses"),
+        (aiortc.rtcpeerconnection, "RTCDtlsTransport"),
+    ]
+    for owner, name in needed:
+        if name == "_RTCRtpSender__ntp_timestamp":
+            continue  # an instance attribute, checked by set_sender_report
+        if not hasattr(owner, name):
+            problems.append(f"{getattr(owner, '__name__', owner)}.{name} is missing")
+    if problems:
+        raise RuntimeError("aiortc internals changed: " + "; ".join(problems))
+
+
+def restrict_host_addresses(addresses: list[str]) -> None:
+    """Gather ICE host candidates only on ``addresses`` (loopback included, unlike aioice)."""
+    fixed = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+def dtls_of(transceiver: RTCRtpTransceiver) -> TappedDtlsTransport:
+    transport = transceiver.receiver.transport
+    assert isinstance(transport, TappedDtlsTransport), "aiortc_glue.install() was not called"
+    return transport
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
+    return list(transceiver._codecs)
+
+
+def keep_codecs(transceiver: RTCRtpTransceiver, keep: Callable[[Any], bool]) -> None:
+    """Drop negotiated codecs before the answer is created (aiortc has no other hook)."""
+    kept = [c for c in transceiver._codecs if keep(c)]
+    primary = {c.payloadType for c in kept if c.mimeType.lower() != "video/rtx"}
+    transceiver._codecs = [
+        c for c in kept if c.mimeType.lower() != "video/rtx" or c.parameters.get("apt") in primary
+    ]
+
+
+def negotiated_extensions(transceiver: RTCRtpTransceiver) -> dict[str, int]:
+    return {ext.uri: ext.id for ext in transceiver._headerExtensions}
+
+
+def stop_receiver_decoder(transceiver: RTCRtpTransceiver) -> None:
+    """The SFU never decodes: stop the idle decoder thread aiortc started."""
+    transceiver.receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+
+
+class IdleTrack(MediaStreamTrack):
+    """A track that never yields a frame: it parks aiortc's RTP loop for a sender."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        await self._never
+        raise aiortc.mediastreams.MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._never.done():
+            self._never.cancel()
+
+
+def park_sender(transceiver: RTCRtpTransceiver) -> None:
+    transceiver.sender.replaceTrack(IdleTrack(transceiver.kind))
+
+
+def set_stream_id(transceiver: RTCRtpTransceiver, stream_id: str, track_id: str) -> None:
+    """Give the slot the msid of its current publisher, so browsers keep lip-sync."""
+    transceiver.sender._stream_id = stream_id
+    transceiver.sender._track_id = track_id
+
+
+def sender_ssrc(transceiver: RTCRtpTransceiver) -> int:
+    return int(transceiver.sender._ssrc)
+
+
+RtcpHandler = Callable[[Any], Awaitable[None]]
+
+
+def hook_sender_rtcp(transceiver: RTCRtpTransceiver, handler: Callable[[str, Any], None]) -> None:
+    """Route a subscriber's RTCP about this sender to ``handler(kind, value)``.
+
+    kinds: ``"pli"``, ``"nack"`` (list of seqs), ``"rr"`` (fraction lost 0..255),
+    ``"remb"`` (bitrate). Reports still reach aiortc for its statistics.
+    """
+    sender = transceiver.sender
+    original = sender._handle_rtcp_packet
+
+    async def on_rtcp(packet: Any) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == 1:
+            handler("nack", list(packet.lost))
+            return
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (1, 4):
+            handler("pli", None)
+            return
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == 15:
+            from aiortc.rtp import unpack_remb_fci
+
+            try:
+                bitrate, _ = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            handler("remb", bitrate)
+            return
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    handler("rr", report.fraction_lost)
+        await original(packet)
+
+    sender._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign]
+
+
+def parse_rtcp(data: bytes) -> list[Any]:
+    try:
+        return list(RtcpPacket.parse(data))
+    except ValueError:
+        return []
+
+
+def is_rtcp_sr(packet: Any) -> bool:
+    return isinstance(packet, RtcpSrPacket)
+
+
+def fir_targets(packet: Any) -> list[int]:
+    """SSRCs named in a standard FIR (RFC 5104: header media SSRC 0, targets in the FCI)."""
+    if not (isinstance(packet, RtcpPsfbPacket) and packet.fmt == 4):
+        return []
+    fci = packet.fci
+    return [int.from_bytes(fci[i : i + 4], "big") for i in range(0, len(fci) - 7, 8)]
+
+
+def set_sender_report(transceiver: RTCRtpTransceiver, ntp: int, rtp_ts: int, packets: int, octets: int) -> None:
+    """Make the parked sender's periodic SR carry translated values (lip-sync)."""
+    sender = transceiver.sender
+    sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+    sender._RTCRtpSender__rtp_timestamp = rtp_ts  # type: ignore[attr-defined]
+    sender._RTCRtpSender__packet_count = packets  # type: ignore[attr-defined]
+    sender._RTCRtpSender__octet_count = octets  # type: ignore[attr-defined]
+
+
+def make_sender(dtls: TappedDtlsTransport, rtcp: bool = False) -> Callable[[bytes], bool]:
+    """A function that protects and sends one plaintext RTP (or RTCP) packet on ``dtls``.
+
+    It goes straight to the nominated ICE pair's socket (no task, no await); it
+    returns False when the transport is not (or no longer) connected.
+    """
+    loop = asyncio.get_running_loop()
+
+    def send(packet: bytes) -> bool:
+        srtp = dtls._tx_srtp
+        if srtp is None or dtls.state != "connected":
+            return False
+        try:
+            protected = srtp.protect_rtcp(packet) if rtcp else srtp.protect(packet)
+        except pylibsrtp.Error:
+            return False
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return False
+        protocol = pair.protocol
+        transport = getattr(protocol, "transport", None)
+        if type(protocol) is aioice.ice.StunProtocol and transport is not None:
+            transport.sendto(protected, pair.remote_addr)
+        else:  # a TURN allocation: its protocol frames the data itself
+            loop.create_task(protocol.send_data(protected, pair.remote_addr))
+        return True
+
+    return send
+
+
+async def send_rtcp(dtls: TappedDtlsTransport, packet: bytes) -> None:
+    try:
+        await dtls._send_rtp(packet)
+    except ConnectionError:
+        pass
+
+
+class MediaLine:
+    """What an SDP m-line says about the RTP it carries (read with aiortc's parser)."""
+
+    def __init__(self, media: Any) -> None:
+        self.mid: str | None = media.rtp.muxId
+        self.kind: str = media.kind
+        self.direction: str | None = media.direction
+        self.codecs: list[tuple[int, str, int, dict[str, Any]]] = [
+            (c.payloadType, c.mimeType.split("/", 1)[1].lower(), c.clockRate, dict(c.parameters))
+            for c in media.rtp.codecs
+        ]
+        self.extensions: dict[str, int] = {e.uri: e.id for e in media.rtp.headerExtensions}
+        ssrcs = [s.ssrc for s in media.ssrc]
+        self.ssrc: int | None = None
+        self.rtx_ssrc: int | None = None
+        for group in media.ssrc_group:
+            if group.semantic == "FID" and len(group.items) == 2:
+                self.ssrc, self.rtx_ssrc = int(group.items[0]), int(group.items[1])
+                break
+        else:
+            if ssrcs:
+                self.ssrc = ssrcs[0]
+        self.candidate_hosts = [c.ip for c in media.ice_candidates]
+
+
+def describe_sdp(sdp: str) -> list[MediaLine]:
+    """Parse an SDP; ValueError if it is not one aiortc can read."""
+    from aiortc.sdp import SessionDescription
+
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises many kinds on garbage
+        raise ValueError(f"unreadable SDP: {exc}") from exc
+    if not description.media:
+        raise ValueError("SDP has no media section")
+    return [MediaLine(m) for m in description.media]

@@ -1,0 +1,186 @@
+"""A Consumer: one producer's media sent on one slot of a subscriber's connection.
+
+A :class:`Slot` is an m-line of the subscribing peer connection: it owns the
+outgoing SSRC and the continuity of what it sends (sequence numbers, timestamps,
+VP8 picture ids), because a slot is re-pointed from one producer to another
+without renegotiating its SSRC. Each rewrite below keeps the subscriber's view
+gapless across packets the SFU drops on purpose.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .rtp import ExtensionIds, LegWriter, RtpView
+from .vp8 import Vp8Descriptor, rewrite_descriptor
+
+if TYPE_CHECKING:
+    from .producer import Producer
+
+
+class Slot:
+    """One outgoing m-line and the continuity state of what it has sent."""
+
+    def __init__(self, mid: str, kind: str, handle: Any) -> None:
+        self.mid = mid
+        self.kind = kind
+        self.handle = handle  # the aiortc transceiver, opaque here
+        self.consumer: Consumer | None = None
+        self.writer: LegWriter | None = None
+        self.clock_rate = 90000 if kind == "video" else 48000
+        self.sent_any = False
+        self.last_seq = random.randrange(0, 0x8000)
+        self.last_ts = random.randrange(0, 0x7FFFFFFF)
+        self.last_time = 0.0
+        self.last_picture_id = -1
+        self.last_tl0 = -1
+
+    def configure(self, ssrc: int, payload_type: int, ids: ExtensionIds, clock_rate: int) -> None:
+        self.writer = LegWriter(ssrc, payload_type, self.mid, ids, self.kind == "audio")
+        self.clock_rate = clock_rate
+
+    @property
+    def free(self) -> bool:
+        return self.consumer is None
+
+
+class Consumer:
+    """Forwards one producer on one slot, rewriting SSRC, PT, seq, ts and extensions."""
+
+    def __init__(self, consumer_id: str, producer: Producer, slot: Slot, send: Callable[[bytes], bool]) -> None:
+        self.id = consumer_id
+        self.producer = producer
+        self.slot = slot
+        self._send = send
+        self.closed = False
+        self.paused = False
+        self.waiting_sync = True
+        self.seq_offset = 0
+        self.ts_offset = 0
+        self.picture_id_offset = 0
+        self.tl0_offset = 0
+        self.packets_out = 0
+        self.bytes_out = 0
+        self.retransmits = 0
+        self.fraction_lost = 0
+        self.remb: int | None = None
+        self.on_close: list[Callable[[Consumer], None]] = []
+        slot.consumer = self
+        producer.consumers.add(self)
+        if producer.kind == "video":
+            producer.request_keyframe()
+
+    # ------------------------------------------------------------------ forwarding
+
+    def forward(self, data: bytes, view: RtpView, desc: Vp8Descriptor | None) -> None:
+        if self.paused:
+            return
+        slot = self.slot
+        writer = slot.writer
+        if writer is None:
+            return  # not negotiated yet
+        if self.waiting_sync:
+            if desc is not None and not desc.keyframe:
+                self.producer.request_keyframe()
+                return
+            self._sync(view, desc)
+        seq = (view.sequence + self.seq_offset) & 0xFFFF
+        ts = (view.timestamp + self.ts_offset) & 0xFFFFFFFF
+        payload: bytes | memoryview = memoryview(data)[view.payload_offset : view.payload_end]
+        if desc is not None:
+            if self.picture_id_offset or self.tl0_offset:
+                payload = rewrite_descriptor(payload, desc, self.picture_id_offset, self.tl0_offset)
+            if desc.picture_id is not None:
+                slot.last_picture_id = (desc.picture_id - self.picture_id_offset) & 0x7FFF
+            if desc.tl0picidx is not None:
+                slot.last_tl0 = (desc.tl0picidx - self.tl0_offset) & 0xFF
+        packet = writer.write(view.marker, seq, ts, view.audio_level, view.voice, payload)
+        if self._send(packet):
+            self.packets_out += 1
+            self.bytes_out += len(packet)
+        if ((seq - slot.last_seq) & 0xFFFF) < 0x8000:
+            slot.last_seq = seq
+            slot.last_ts = ts
+            slot.last_time = time.monotonic()
+        slot.sent_any = True
+
+    def _sync(self, view: RtpView, desc: Vp8Descriptor | None) -> None:
+        """Start (or restart) the slot's continuous numbering on this packet."""
+        slot = self.slot
+        self.seq_offset = (slot.last_seq + 1 - view.sequence) & 0xFFFF
+        elapsed = time.monotonic() - slot.last_time if slot.sent_any else 0.0
+        ticks = max(1, int(elapsed * slot.clock_rate)) if slot.sent_any else 0
+        self.ts_offset = (slot.last_ts + ticks - view.timestamp) & 0xFFFFFFFF
+        if desc is not None:
+            if desc.picture_id is not None and slot.last_picture_id >= 0:
+                self.picture_id_offset = (desc.picture_id - slot.last_picture_id - 1) & 0x7FFF
+            else:
+                self.picture_id_offset = 0
+            if desc.tl0picidx is not None and slot.last_tl0 >= 0:
+                self.tl0_offset = (desc.tl0picidx - slot.last_tl0 - 1) & 0xFF
+            else:
+                self.tl0_offset = 0
+        self.waiting_sync = False
+
+    def resync(self) -> None:
+        """After a gap made on purpose: restart numbering on the next (key)frame."""
+        self.waiting_sync = True
+        if self.producer.kind == "video":
+            self.producer.request_keyframe()
+
+    # ------------------------------------------------------------------ feedback
+
+    def retransmit(self, sequences: list[int]) -> None:
+        """Answer a subscriber's NACK from the producer's packet cache."""
+        for out_seq in sequences:
+            seq = (out_seq - self.seq_offset) & 0xFFFF
+            entry = self.producer.cached(seq)
+            if entry is None:
+                continue
+            data, view, desc = entry
+            writer = self.slot.writer
+            if writer is None:
+                return
+            payload: bytes | memoryview = memoryview(data)[view.payload_offset : view.payload_end]
+            if desc is not None and (self.picture_id_offset or self.tl0_offset):
+                payload = rewrite_descriptor(payload, desc, self.picture_id_offset, self.tl0_offset)
+            ts = (view.timestamp + self.ts_offset) & 0xFFFFFFFF
+            packet = writer.write(view.marker, out_seq, ts, view.audio_level, view.voice, payload)
+            if self._send(packet):
+                self.retransmits += 1
+
+    def on_rtcp(self, kind: str, value: Any) -> None:
+        if kind == "pli":
+            self.producer.request_keyframe()
+        elif kind == "nack":
+            self.retransmit(value)
+        elif kind == "rr":
+            self.fraction_lost = int(value)
+        elif kind == "remb":
+            self.remb = int(value)
+
+    def on_publisher_sr(self, ntp: int, rtp_ts: int) -> None:
+        """Hook replaced by the transport to translate sender reports."""
+
+    def translated_sr(self) -> tuple[int, int, int, int] | None:
+        sr = self.producer.last_sr
+        if sr is None or self.waiting_sync:
+            return None
+        ntp, rtp_ts = sr
+        return ntp, (rtp_ts + self.ts_offset) & 0xFFFFFFFF, self.packets_out, self.bytes_out
+
+    # ------------------------------------------------------------------ state
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.producer.consumers.discard(self)
+        if self.slot.consumer is self:
+            self.slot.consumer = None
+        for callback in self.on_close:
+            callback(self)
+        self.on_close.clear()

@@ -1,0 +1,176 @@
+"""A Producer: one incoming track (a member's microphone, camera or screen).
+
+It receives the publisher's decrypted RTP, unwraps RTX, drops padding, keeps a
+small packet cache for NACKs, reads the audio level, and hands every packet to
+its consumers. It never decodes anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import rtcp
+from .rtp import RtpView, read_packet, unwrap_rtx
+from .vp8 import Vp8Descriptor, parse_descriptor
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+
+CACHE_SIZE = 1024
+KEYFRAME_REQUEST_INTERVAL = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerSpec:
+    """What the publishing SDP told us about one track."""
+
+    mid: str
+    kind: str  # "audio" | "video"
+    source: str  # "mic" | "camera" | "screen"
+    payload_type: int
+    clock_rate: int
+    codec: str  # "opus" | "vp8"
+    ssrc: int | None
+    rtx_ssrc: int | None
+    rtx_payload_type: int | None
+    stream_id: str
+    app_data: dict[str, Any] = field(default_factory=dict)
+
+
+class Producer:
+    def __init__(
+        self,
+        producer_id: str,
+        spec: ProducerSpec,
+        mid_ext_id: int,
+        audio_level_ext_id: int,
+        send_rtcp: Callable[[bytes], None],
+        feedback_ssrc: int,
+    ) -> None:
+        self.id = producer_id
+        self.spec = spec
+        self.kind = spec.kind
+        self.ssrc = spec.ssrc
+        self.closed = False
+        self.paused = False
+        self.consumers: set[Consumer] = set()
+        self.mid_ext_id = mid_ext_id
+        self.audio_level_ext_id = audio_level_ext_id
+        self._send_rtcp = send_rtcp
+        self.feedback_ssrc = feedback_ssrc
+        self._is_vp8 = spec.codec == "vp8"
+        self._cache: list[tuple[int, bytes, RtpView, Vp8Descriptor | None] | None] = [None] * CACHE_SIZE
+        self.stats = rtcp.ReceiveStats(spec.clock_rate)
+        self.nacks = rtcp.NackTracker() if spec.kind == "video" else None
+        self.last_sr: tuple[int, int] | None = None  # (ntp, rtp timestamp)
+        self._last_keyframe_request = 0.0
+        self._keyframe_request_pending = False
+        self.audio_level_listener: Callable[[Producer, int], None] | None = None
+        self.on_close: list[Callable[[Producer], None]] = []
+        # counters for metrics
+        self.packets_in = 0
+        self.bytes_in = 0
+        self.keyframe_requests = 0
+
+    # ------------------------------------------------------------------ receive path
+
+    def receive(self, data: bytes, view: RtpView) -> None:
+        """One packet from the publisher (already routed here by SSRC)."""
+        if view.ssrc == self.spec.rtx_ssrc and self.ssrc is not None and self.ssrc != view.ssrc:
+            unwrapped = unwrap_rtx(data, view, self.ssrc, self.spec.payload_type)
+            if unwrapped is None:
+                return
+            data = unwrapped
+            view = read_packet(data, self.mid_ext_id, self.audio_level_ext_id)
+        elif view.payload_type != self.spec.payload_type:
+            return
+        if view.payload_end <= view.payload_offset:
+            return  # padding only: nothing to forward
+        self.packets_in += 1
+        self.bytes_in += len(data)
+        self.stats.add(view.sequence, view.timestamp, time.monotonic())
+        if self.nacks is not None:
+            missing = self.nacks.add(view.sequence)
+            if missing and self.ssrc is not None:
+                self._send_rtcp(rtcp.nack(self.feedback_ssrc, self.ssrc, missing))
+        desc: Vp8Descriptor | None = None
+        if self._is_vp8:
+            try:
+                desc = parse_descriptor(memoryview(data)[view.payload_offset : view.payload_end])
+            except ValueError:
+                return
+        self._cache[view.sequence % CACHE_SIZE] = (view.sequence, data, view, desc)
+        if self.paused:
+            return
+        if view.audio_level is not None and self.audio_level_listener is not None:
+            self.audio_level_listener(self, view.audio_level)
+        for consumer in self.consumers:
+            consumer.forward(data, view, desc)
+
+    def cached(self, seq: int) -> tuple[bytes, RtpView, Vp8Descriptor | None] | None:
+        entry = self._cache[seq % CACHE_SIZE]
+        if entry is None or entry[0] != seq:
+            return None
+        return entry[1], entry[2], entry[3]
+
+    def on_sender_report(self, ntp: int, rtp_ts: int) -> None:
+        self.last_sr = (ntp, rtp_ts)
+        self.stats.on_sender_report(ntp)
+        for consumer in self.consumers:
+            consumer.on_publisher_sr(ntp, rtp_ts)
+
+    # ------------------------------------------------------------------ feedback upstream
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most once per 500 ms."""
+        if self.kind != "video" or self.ssrc is None or self.closed:
+            return
+        now = time.monotonic()
+        if now - self._last_keyframe_request >= KEYFRAME_REQUEST_INTERVAL:
+            self._last_keyframe_request = now
+            self._keyframe_request_pending = False
+            self.keyframe_requests += 1
+            self._send_rtcp(rtcp.pli(self.feedback_ssrc, self.ssrc))
+        else:
+            self._keyframe_request_pending = True
+
+    def tick(self) -> bytes | None:
+        """Periodic work (every ~100 ms): deferred keyframe requests, NACK retries.
+
+        Returns this stream's receiver-report block when one is due.
+        """
+        if self._keyframe_request_pending:
+            self.request_keyframe()
+        if self.nacks is not None and self.nacks.missing and self.ssrc is not None:
+            due = self.nacks.due()
+            if due:
+                self._send_rtcp(rtcp.nack(self.feedback_ssrc, self.ssrc, due))
+        return None
+
+    # ------------------------------------------------------------------ state
+
+    def pause(self) -> None:
+        """Drop this track's media at the SFU (server-enforced mute, camera off)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            for consumer in self.consumers:
+                consumer.resync()
+            self.request_keyframe()
+
+    def close(self) -> None:
+        """Close the producer and, in cascade, every consumer of it."""
+        if self.closed:
+            return
+        self.closed = True
+        for consumer in list(self.consumers):
+            consumer.close()
+        self.consumers.clear()
+        for callback in self.on_close:
+            callback(self)
+        self.on_close.clear()

@@ -1,0 +1,290 @@
+"""The Router: one per sitting. It owns the transports, producers and consumers.
+
+Its methods take and return plain values (ids, SDP text, small dataclasses), so
+that a later step can run Routers in worker processes behind the same interface.
+Events (pyee): ``producer_added(ProducerInfo)``, ``producer_closed(ProducerInfo)``,
+``active_speaker(owner | None)``, ``transport_failed(transport_id)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from pyee.asyncio import AsyncIOEventEmitter
+
+from . import aiortc_glue as glue
+from .consumer import Consumer, Slot
+from .errors import NegotiationError
+from .observers import WINDOW, ActiveSpeakerObserver
+from .producer import Producer, ProducerSpec
+from .transport import RecvTransport, SendTransport, Transport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BITRATE_CAPS = {"camera": 500_000, "screen": 1_500_000}
+
+
+@dataclass(frozen=True)
+class ProducerInfo:
+    id: str
+    owner: str
+    kind: str
+    source: str
+    paused: bool
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    mid: str
+    kind: str
+    producer_id: str | None
+    owner: str | None
+    source: str | None
+
+
+@dataclass(frozen=True)
+class SubscribeOfferInfo:
+    revision: int
+    sdp: str
+    slots: list[SlotInfo]
+
+
+class Router(AsyncIOEventEmitter):
+    def __init__(
+        self,
+        router_id: str,
+        ice_servers: list[dict[str, Any]] | None = None,
+        bitrate_caps: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        glue.install()
+        self.id = router_id
+        self.ice_servers = ice_servers or []
+        self.bitrate_caps = bitrate_caps or dict(DEFAULT_BITRATE_CAPS)
+        self.transports: dict[str, Transport] = {}
+        self.producers: dict[str, Producer] = {}
+        self.owners: dict[str, str] = {}  # producer id -> owner
+        self._ids = itertools.count(1)
+        self.closed = False
+        self.speaker_observer = ActiveSpeakerObserver(self._on_speaker)
+        self._observer_task = asyncio.get_running_loop().create_task(self._observe())
+        self.loss_injection = {"upstream": 0.0, "downstream": 0.0}
+
+    # ------------------------------------------------------------------ transports
+
+    def create_send_transport(self, transport_id: str) -> None:
+        transport = SendTransport(transport_id, self.ice_servers, self.bitrate_caps)
+        if self.loss_injection["upstream"]:
+            rate = self.loss_injection["upstream"]
+            transport.upstream_drop = lambda: random.random() < rate
+        self._add_transport(transport)
+
+    def create_recv_transport(self, transport_id: str) -> None:
+        transport = RecvTransport(transport_id, self.ice_servers)
+        if self.loss_injection["downstream"]:
+            rate = self.loss_injection["downstream"]
+            transport.downstream_drop = lambda: random.random() < rate
+        self._add_transport(transport)
+
+    def _add_transport(self, transport: Transport) -> None:
+        if transport.id in self.transports:
+            raise ValueError(f"transport {transport.id} exists")
+        transport.on_failed = lambda t: self.emit("transport_failed", t.id)
+        self.transports[transport.id] = transport
+
+    def has_transport(self, transport_id: str) -> bool:
+        return transport_id in self.transports
+
+    def transport_connected(self, transport_id: str) -> bool:
+        transport = self.transports.get(transport_id)
+        return transport is not None and transport.connected
+
+    def last_activity(self, transport_id: str) -> float | None:
+        transport = self.transports.get(transport_id)
+        return None if transport is None else transport.last_activity
+
+    async def close_transport(self, transport_id: str) -> None:
+        """Close a transport; its producers and consumers close in cascade."""
+        transport = self.transports.pop(transport_id, None)
+        if transport is None:
+            return
+        if isinstance(transport, SendTransport):
+            for producer in list(transport.by_mid.values()):
+                self._close_producer(producer)
+        elif isinstance(transport, RecvTransport):
+            for slot in transport.slots:
+                if slot.consumer is not None:
+                    slot.consumer.close()
+        await transport.close()
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(self, transport_id: str, owner: str, sdp: str, tracks: dict[str, str]) -> str:
+        """Apply a publishing offer; ``tracks`` maps mid -> source. Returns the answer.
+
+        Each call carries the complete set of published tracks: producers whose mid
+        is absent are closed, new mids become producers.
+        """
+        transport = self._send_transport(transport_id)
+        answer, lines = await transport.accept_offer(sdp, set(tracks))
+        current = dict(transport.by_mid)
+        for mid, producer in current.items():
+            if mid not in tracks or tracks[mid] != producer.spec.source:
+                self._close_producer(producer)
+        for line in lines:
+            assert line.mid is not None
+            if line.mid in transport.by_mid:
+                continue
+            spec = _spec_from_line(line, tracks[line.mid], stream_id=owner)
+            producer = Producer(
+                f"{self.id}-p{next(self._ids)}",
+                spec,
+                transport.mid_ext_id,
+                transport.audio_level_ext_id,
+                transport.send_rtcp,
+                transport.feedback_ssrc,
+            )
+            if spec.kind == "audio":
+                producer.audio_level_listener = self.speaker_observer.feed
+            transport.add_producer(producer)
+            self.producers[producer.id] = producer
+            self.owners[producer.id] = owner
+            self.emit("producer_added", self.producer_info(producer.id))
+        return answer
+
+    def unpublish(self, transport_id: str, source: str) -> None:
+        transport = self._send_transport(transport_id)
+        for producer in list(transport.by_mid.values()):
+            if producer.spec.source == source:
+                self._close_producer(producer)
+
+    def set_paused(self, owner: str, source: str, paused: bool) -> None:
+        """Pause or resume an owner's producer of ``source``: paused media never leaves the SFU."""
+        for producer_id, producer in self.producers.items():
+            if self.owners[producer_id] == owner and producer.spec.source == source:
+                if paused:
+                    producer.pause()
+                    self.speaker_observer.forget(producer)
+                else:
+                    producer.resume()
+
+    def producer_info(self, producer_id: str) -> ProducerInfo:
+        producer = self.producers[producer_id]
+        return ProducerInfo(producer.id, self.owners[producer.id], producer.kind, producer.spec.source, producer.paused)
+
+    def list_producers(self) -> list[ProducerInfo]:
+        return [self.producer_info(pid) for pid in self.producers]
+
+    def _close_producer(self, producer: Producer) -> None:
+        if producer.id not in self.producers:
+            return
+        info = self.producer_info(producer.id)
+        del self.producers[producer.id]
+        del self.owners[producer.id]
+        self.speaker_observer.forget(producer)
+        producer.close()
+        self.emit("producer_closed", info)
+
+    # ------------------------------------------------------------------ subscribing
+
+    def consume(self, transport_id: str, producer_id: str) -> bool:
+        """Point a slot of the receiving transport at a producer.
+
+        Returns True when a new slot was added, i.e. the subscriber needs a new offer.
+        """
+        transport = self._recv_transport(transport_id)
+        producer = self.producers[producer_id]
+        if any(s.consumer is not None and s.consumer.producer is producer for s in transport.slots):
+            return False
+        slot = transport.free_slot(producer.kind)
+        added = slot is None
+        if slot is None:
+            slot = transport.add_slot(producer.kind)
+        Consumer(f"{transport_id}-c{next(self._ids)}", producer, slot, transport.send)
+        return added
+
+    def stop_consuming(self, transport_id: str, producer_id: str) -> None:
+        transport = self._recv_transport(transport_id)
+        for slot in transport.slots:
+            if slot.consumer is not None and slot.consumer.producer.id == producer_id:
+                slot.consumer.close()
+
+    async def subscribe_offer(self, transport_id: str) -> SubscribeOfferInfo:
+        transport = self._recv_transport(transport_id)
+        stream_ids: dict[Slot, tuple[str, str]] = {}
+        for slot in transport.slots:
+            if slot.consumer is not None:
+                producer = slot.consumer.producer
+                stream_ids[slot] = (producer.spec.stream_id, f"{producer.id}-{slot.kind}")
+        sdp = await transport.create_offer(stream_ids)
+        return SubscribeOfferInfo(transport.revision, sdp, self.slot_table(transport_id))
+
+    async def subscribe_answer(self, transport_id: str, revision: int, sdp: str) -> None:
+        await self._recv_transport(transport_id).accept_answer(revision, sdp)
+
+    def slot_table(self, transport_id: str) -> list[SlotInfo]:
+        table = []
+        for slot in self._recv_transport(transport_id).slots:
+            consumer = slot.consumer
+            if consumer is None:
+                table.append(SlotInfo(slot.mid, slot.kind, None, None, None))
+            else:
+                p = consumer.producer
+                table.append(SlotInfo(slot.mid, slot.kind, p.id, self.owners.get(p.id), p.spec.source))
+        return table
+
+    # ------------------------------------------------------------------ observers and close
+
+    def _on_speaker(self, producer: Producer | None) -> None:
+        self.emit("active_speaker", None if producer is None else self.owners.get(producer.id))
+
+    async def _observe(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(WINDOW)
+            self.speaker_observer.evaluate()
+
+    def counts(self) -> dict[str, int]:
+        consumers = sum(len(p.consumers) for p in self.producers.values())
+        return {"transports": len(self.transports), "producers": len(self.producers), "consumers": consumers}
+
+    async def close(self) -> None:
+        self.closed = True
+        self._observer_task.cancel()
+        for transport_id in list(self.transports):
+            await self.close_transport(transport_id)
+        self.remove_all_listeners()
+
+    def _send_transport(self, transport_id: str) -> SendTransport:
+        transport = self.transports.get(transport_id)
+        if not isinstance(transport, SendTransport):
+            raise NegotiationError("not_ready", f"no publishing transport {transport_id}")
+        return transport
+
+    def _recv_transport(self, transport_id: str) -> RecvTransport:
+        transport = self.transports.get(transport_id)
+        if not isinstance(transport, RecvTransport):
+            raise NegotiationError("not_ready", f"no subscribing transport {transport_id}")
+        return transport
+
+
+def _spec_from_line(line: glue.MediaLine, source: str, stream_id: str) -> ProducerSpec:
+    wanted = "opus" if line.kind == "audio" else "vp8"
+    pt, name, clock, _ = next(c for c in line.codecs if c[1] == wanted)
+    rtx_pt = next((c[0] for c in line.codecs if c[1] == "rtx" and c[3].get("apt") == pt), None)
+    return ProducerSpec(
+        mid=line.mid or "",
+        kind=line.kind,
+        source=source,
+        payload_type=pt,
+        clock_rate=clock,
+        codec=name,
+        ssrc=line.ssrc,
+        rtx_ssrc=line.rtx_ssrc,
+        rtx_payload_type=rtx_pt,
+        stream_id=stream_id,
+    )

@@ -1,0 +1,49 @@
+"""Fixes to the SDP answers aiortc writes, as text (aiortc has no hooks for these).
+
+aiortc's answer to a browser carries no Opus ``a=fmtp`` (so the browser turns
+in-band FEC off) and no ``ccm fir`` (the SFU does handle FIR). Both are added here.
+"""
+
+from __future__ import annotations
+
+import re
+
+OPUS_FMTP = "minptime=10;useinbandfec=1"
+
+
+def improve_answer(sdp: str, bitrate_caps: dict[str, int] | None = None) -> str:
+    out: list[str] = []
+    lines = sdp.splitlines()
+    section: list[str] = []
+
+    def flush() -> None:
+        out.extend(_fix_section(section))
+        section.clear()
+
+    for line in lines:
+        if line.startswith("m="):
+            flush()
+        section.append(line)
+    flush()
+    return "\r\n".join(out) + "\r\n"
+
+
+def _fix_section(section: list[str]) -> list[str]:
+    if not section or not section[0].startswith("m="):
+        return list(section)
+    text = "\n".join(section)
+    result = list(section)
+    for match in re.finditer(r"^a=rtpmap:(\d+) (opus|VP8)/", text, re.MULTILINE | re.IGNORECASE):
+        pt, codec = match.group(1), match.group(2).lower()
+        if codec == "opus":
+            fmtp = f"a=fmtp:{pt} "
+            existing = [i for i, line in enumerate(result) if line.startswith(fmtp)]
+            if existing:
+                params = result[existing[0]][len(fmtp):]
+                if "useinbandfec" not in params:
+                    result[existing[0]] = fmtp + params + ";useinbandfec=1"
+            else:
+                result.append(fmtp + OPUS_FMTP)
+        elif f"a=rtcp-fb:{pt} ccm fir" not in text:
+            result.append(f"a=rtcp-fb:{pt} ccm fir")
+    return result

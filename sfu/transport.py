@@ -1,0 +1,292 @@
+"""Transports: one peer connection each, publishing (browser offers) or subscribing (SFU offers).
+
+aiortc does ICE, DTLS and SRTP keying; media goes through the taps and senders
+of :mod:`sfu.aiortc_glue`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy
+
+from . import aiortc_glue as glue
+from . import rtcp
+from .consumer import Slot
+from .errors import NegotiationError
+from .rtp import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID, ExtensionIds, read_packet
+from .sdp_munging import improve_answer
+
+log = logging.getLogger(__name__)
+
+TICK = 0.1
+SUPPORTED = {"audio": "opus", "video": "vp8"}
+
+
+def _configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+    servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in ice_servers]
+    return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+
+class Transport:
+    """Common part: the peer connection, liveness and close."""
+
+    def __init__(self, transport_id: str, ice_servers: list[dict[str, Any]]) -> None:
+        self.id = transport_id
+        self.pc = RTCPeerConnection(_configuration(ice_servers))
+        self.closed = False
+        self.created = time.monotonic()
+        self.last_activity = time.monotonic()
+        self.on_failed: Callable[[Transport], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._on_state)
+
+    def _on_state(self) -> None:
+        if self.pc.connectionState == "failed" and self.on_failed is not None and not self.closed:
+            self.on_failed(self)
+
+    @property
+    def connected(self) -> bool:
+        return self.pc.connectionState == "connected"
+
+    def _start_ticking(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    async def _tick_loop(self) -> None:
+        rounds = 0
+        while not self.closed:
+            await asyncio.sleep(TICK)
+            rounds += 1
+            try:
+                self.tick(rounds)
+            except Exception:  # a bug in one tick must not kill the loop
+                log.exception("transport %s tick failed", self.id)
+
+    def tick(self, rounds: int) -> None:
+        pass
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+        await self.pc.close()
+
+
+class SendTransport(Transport):
+    """A member's publishing connection: each offered m-line becomes a Producer."""
+
+    def __init__(self, transport_id: str, ice_servers: list[dict[str, Any]], bitrate_caps: dict[str, int]) -> None:
+        super().__init__(transport_id, ice_servers)
+        self.by_ssrc: dict[int, Any] = {}  # ssrc -> Producer
+        self.by_mid: dict[str, Any] = {}
+        self.mid_ext_id = 0
+        self.audio_level_ext_id = 0
+        self.feedback_ssrc = 0
+        self.bitrate_caps = bitrate_caps
+        self._send_rtcp: Callable[[bytes], bool] = lambda _packet: False
+        self.upstream_drop: Callable[[], bool] | None = None  # loss injection for tests
+
+    async def accept_offer(self, sdp: str, allowed_mids: set[str]) -> tuple[str, list[glue.MediaLine]]:
+        """Apply the browser's offer; return our answer and the usable m-lines."""
+        try:
+            lines = glue.describe_sdp(sdp)
+        except ValueError as exc:
+            raise NegotiationError("bad_sdp", str(exc)) from exc
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:
+            raise NegotiationError("bad_sdp", f"offer refused: {exc}") from exc
+        usable: list[glue.MediaLine] = []
+        for transceiver in self.pc.getTransceivers():
+            wanted = SUPPORTED.get(transceiver.kind)
+            glue.keep_codecs(
+                transceiver,
+                lambda c, w=wanted: c.mimeType.lower() in (f"{transceiver.kind}/{w}", "video/rtx"),
+            )
+            glue.stop_receiver_decoder(transceiver)
+        for line in lines:
+            if line.mid in allowed_mids:
+                if not any(name == SUPPORTED.get(line.kind) for _, name, _, _ in line.codecs):
+                    raise NegotiationError("no_codec", f"m-line {line.mid}: no {SUPPORTED.get(line.kind)} codec")
+                usable.append(line)
+        try:
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except Exception as exc:
+            raise NegotiationError("no_codec", f"cannot answer: {exc}") from exc
+        for line in lines:
+            self.mid_ext_id = self.mid_ext_id or line.extensions.get(EXT_MID, 0)
+            if line.kind == "audio":
+                self.audio_level_ext_id = self.audio_level_ext_id or line.extensions.get(EXT_AUDIO_LEVEL, 0)
+        transceivers = self.pc.getTransceivers()
+        if transceivers:
+            dtls = glue.dtls_of(transceivers[0])
+            dtls.rtp_tap = self._on_rtp
+            dtls.rtcp_tap = self._on_rtcp
+            self._send_rtcp = glue.make_sender(dtls, rtcp=True)
+            self.feedback_ssrc = glue.sender_ssrc(transceivers[0])
+        self._start_ticking()
+        return improve_answer(self.pc.localDescription.sdp, self.bitrate_caps), usable
+
+    def add_producer(self, producer: Any) -> None:
+        self.by_mid[producer.spec.mid] = producer
+        if producer.spec.ssrc is not None:
+            self.by_ssrc[producer.spec.ssrc] = producer
+        if producer.spec.rtx_ssrc is not None:
+            self.by_ssrc[producer.spec.rtx_ssrc] = producer
+        producer.on_close.append(self._forget)
+
+    def _forget(self, producer: Any) -> None:
+        if self.by_mid.get(producer.spec.mid) is producer:
+            del self.by_mid[producer.spec.mid]
+        for ssrc in [s for s, p in self.by_ssrc.items() if p is producer]:
+            del self.by_ssrc[ssrc]
+
+    def send_rtcp(self, packet: bytes) -> None:
+        self._send_rtcp(packet)
+
+    # ------------------------------------------------------------------ taps
+
+    def _on_rtp(self, data: bytes, arrival_ms: int) -> None:
+        self.last_activity = time.monotonic()
+        if self.upstream_drop is not None and self.upstream_drop():
+            return
+        try:
+            view = read_packet(data, self.mid_ext_id, self.audio_level_ext_id)
+        except ValueError:
+            return
+        producer = self.by_ssrc.get(view.ssrc)
+        if producer is None:
+            producer = self._learn_ssrc(view.ssrc, view.mid, view.payload_type)
+            if producer is None:
+                return
+        producer.receive(data, view)
+
+    def _learn_ssrc(self, ssrc: int, mid: bytes | None, payload_type: int) -> Any:
+        """An SSRC the SDP did not announce: identify it by its MID extension."""
+        if mid is None:
+            return None
+        producer = self.by_mid.get(mid.decode("ascii", "replace"))
+        if producer is None:
+            return None
+        if payload_type == producer.spec.rtx_payload_type:
+            if producer.spec.rtx_ssrc is None:
+                producer.spec = _with(producer.spec, rtx_ssrc=ssrc)
+        elif payload_type == producer.spec.payload_type and producer.ssrc is None:
+            producer.ssrc = ssrc
+            producer.spec = _with(producer.spec, ssrc=ssrc)
+        else:
+            return None
+        self.by_ssrc[ssrc] = producer
+        return producer
+
+    def _on_rtcp(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        for packet in glue.parse_rtcp(data):
+            if glue.is_rtcp_sr(packet):
+                producer = self.by_ssrc.get(packet.ssrc)
+                if producer is not None and producer.ssrc == packet.ssrc:
+                    info = packet.sender_info
+                    producer.on_sender_report(info.ntp_timestamp, info.rtp_timestamp)
+
+    def tick(self, rounds: int) -> None:
+        producers = list(self.by_mid.values())
+        for producer in producers:
+            producer.tick()
+        if rounds % 10 == 0 and producers and self.connected:
+            blocks = [p.stats.report_block(p.ssrc) for p in producers if p.ssrc is not None and p.stats.received]
+            if blocks:
+                self._send_rtcp(rtcp.receiver_report(self.feedback_ssrc, blocks))
+            for kind in ("camera", "screen"):
+                ssrcs = [p.ssrc for p in producers if p.spec.source == kind and p.ssrc is not None]
+                if ssrcs:
+                    self._send_rtcp(rtcp.remb(self.feedback_ssrc, self.bitrate_caps[kind], ssrcs))
+
+
+def _with(spec: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(spec, **changes)
+
+
+class RecvTransport(Transport):
+    """A member's subscribing connection: a pool of slots the SFU offers and re-points."""
+
+    def __init__(self, transport_id: str, ice_servers: list[dict[str, Any]]) -> None:
+        super().__init__(transport_id, ice_servers)
+        self.slots: list[Slot] = []
+        self.revision = 0
+        self.pending_revision: int | None = None
+        self.downstream_drop: Callable[[], bool] | None = None
+        self._send: Callable[[bytes], bool] = lambda _packet: False
+
+    def free_slot(self, kind: str) -> Slot | None:
+        for slot in self.slots:
+            if slot.kind == kind and slot.free:
+                return slot
+        return None
+
+    def add_slot(self, kind: str) -> Slot:
+        transceiver = self.pc.addTransceiver(kind, direction="sendonly")
+        glue.park_sender(transceiver)
+        slot = Slot(mid="", kind=kind, handle=transceiver)
+        self.slots.append(slot)
+        return slot
+
+    def send(self, packet: bytes) -> bool:
+        if self.downstream_drop is not None and self.downstream_drop():
+            return True  # counted as sent: the loss is on the wire
+        return self._send(packet)
+
+    async def create_offer(self, stream_ids: dict[Slot, tuple[str, str]]) -> str:
+        """A new offer for the whole slot table; ``stream_ids`` gives each busy slot's msid."""
+        for slot, (stream_id, track_id) in stream_ids.items():
+            glue.set_stream_id(slot.handle, stream_id, track_id)
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        for slot in self.slots:
+            slot.mid = slot.handle.mid
+        self.revision += 1
+        self.pending_revision = self.revision
+        return self.pc.localDescription.sdp
+
+    async def accept_answer(self, revision: int, sdp: str) -> None:
+        if revision != self.pending_revision:
+            raise NegotiationError("bad_message", f"answer for revision {revision}, expected {self.pending_revision}")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:
+            raise NegotiationError("bad_sdp", f"answer refused: {exc}") from exc
+        self.pending_revision = None
+        for slot in self.slots:
+            transceiver = slot.handle
+            codecs = glue.negotiated_codecs(transceiver)
+            if not codecs:
+                continue
+            ext = glue.negotiated_extensions(transceiver)
+            ids = ExtensionIds(ext.get(EXT_MID, 0), ext.get(EXT_ABS_SEND_TIME, 0), ext.get(EXT_AUDIO_LEVEL, 0))
+            if slot.writer is None:
+                glue.hook_sender_rtcp(transceiver, lambda kind, value, s=slot: s.consumer and s.consumer.on_rtcp(kind, value))
+            slot.configure(glue.sender_ssrc(transceiver), codecs[0].payloadType, ids, codecs[0].clockRate)
+        transceivers = self.pc.getTransceivers()
+        if transceivers:
+            self._send = glue.make_sender(glue.dtls_of(transceivers[0]))
+        self._start_ticking()
+
+    def tick(self, rounds: int) -> None:
+        if rounds % 10 != 0:
+            return
+        for slot in self.slots:
+            consumer = slot.consumer
+            if consumer is not None:
+                sr = consumer.translated_sr()
+                if sr is not None:
+                    glue.set_sender_report(slot.handle, *sr)

@@ -1,0 +1,95 @@
+"""The aiohttp application factory: static web client, the WebSocket, and start-up/shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from config import Settings
+from sfu import aiortc_glue
+from sfu.router import Router
+
+from .hub import Hub
+from .session import Session
+from .sitting import Sitting
+from .tokens import TokenSigner
+
+log = logging.getLogger(__name__)
+
+WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
+HUB = web.AppKey("hub", Hub)
+DEMO_LINKS = web.AppKey("demo_links", list)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    hub = Hub(settings=settings, signer=TokenSigner.from_file(settings.secret_path))
+    app[HUB] = hub
+    app[DEMO_LINKS] = []
+    app.cleanup_ctx.append(_sittings_ctx)
+    app.router.add_get("/", _page("index.html"))
+    app.router.add_get("/join", _page("join.html"))
+    app.router.add_get("/ws", _websocket)
+    app.router.add_get("/api/demo-links", _demo_links)
+    app.router.add_get("/healthz", _health)
+    app.router.add_static("/static/", WEB_CLIENT, follow_symlinks=False)
+    app.on_response_prepare.append(_security_headers)
+    return app
+
+
+async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    aiortc_glue.restrict_host_addresses(hub.settings.ice.host_addresses)
+    caps = {"camera": hub.settings.media.camera_bitrate, "screen": hub.settings.media.screen_bitrate}
+    ice = [s.model_dump(exclude_none=True) for s in hub.settings.ice.servers]
+    for spec in hub.settings.sittings:
+        router = Router(spec.id, ice_servers=ice, bitrate_caps=caps)
+        hub.sittings[spec.id] = Sitting(spec.id, spec.title, router)
+    yield
+    for sitting in hub.sittings.values():
+        await sitting.router.close()
+    hub.sittings.clear()
+
+
+def _page(name: str) -> web.Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB_CLIENT / name)
+
+    return handler
+
+
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    limits = hub.settings.limits
+    ws = web.WebSocketResponse(heartbeat=limits.heartbeat, max_msg_size=limits.max_message_bytes * 4)
+    await ws.prepare(request)
+    await Session(hub, ws).run()
+    return ws
+
+
+async def _demo_links(request: web.Request) -> web.StreamResponse:
+    links = request.app[DEMO_LINKS]
+    if not links or request.remote not in ("127.0.0.1", "::1"):
+        raise web.HTTPNotFound()
+    return web.json_response({"links": links})
+
+
+async def _health(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    return web.json_response({"status": "ok", "sittings": len(hub.sittings)})
+
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")

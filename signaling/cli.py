@@ -1,0 +1,139 @@
+"""The ``hemicycle`` command: ``serve`` runs the server, ``invite`` mints a join link."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from config import Settings, load_settings
+
+from .app import DEMO_LINKS, HUB, create_app
+from .tokens import ROLES, TokenSigner
+
+DEMO_MEMBERS = [
+    ("Présidence de séance", "chair"),
+    ("Camille Martin", "councillor"),
+    ("Karim Benali", "councillor"),
+    ("Sophie Lefèvre", "councillor"),
+    ("Public", "public"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hemicycle", description="Hemicycle videoconference server")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="TOML settings file (default: none, embedded defaults)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--secret-file", type=Path)
+    serve.add_argument("--sitting", help="id of the sitting to open (default: demo)")
+    serve.add_argument("--sitting-title", help="title of that sitting")
+    serve.add_argument("--no-demo", action="store_true", help="print no demo links")
+    serve.add_argument("--log-level", default="INFO")
+
+    invite = commands.add_parser("invite", help="print a join link for one person")
+    invite.add_argument("--config")
+    invite.add_argument("--name", required=True)
+    invite.add_argument("--role", choices=ROLES, default="councillor")
+    invite.add_argument("--sitting", default=None)
+    invite.add_argument("--base-url")
+    invite.add_argument("--secret-file", type=Path)
+    invite.add_argument("--hours", type=float, help="validity (default: token_lifetime_hours)")
+
+    args = parser.parse_args(argv)
+    settings = load_settings(args.config, secret_file=args.secret_file)
+    if args.command == "invite":
+        return _invite(settings, args)
+    return _serve(settings, args)
+
+
+def _invite(settings: Settings, args: argparse.Namespace) -> int:
+    signer = TokenSigner.from_file(settings.secret_path)
+    sitting = args.sitting or settings.sittings[0].id
+    hours = args.hours if args.hours is not None else settings.token_lifetime_hours
+    token = signer.mint(sitting, args.name, args.role, lifetime=hours * 3600)
+    base = (args.base_url or settings.base_url).rstrip("/")
+    print(f"{base}/join#token={token}")
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    changes: dict[str, object] = {}
+    if args.host:
+        changes["host"] = args.host
+    if args.port is not None:
+        changes["port"] = args.port
+    if args.sitting or args.sitting_title:
+        sid = args.sitting or settings.sittings[0].id
+        title = args.sitting_title or sid
+        changes["sittings"] = [{"id": sid, "title": title}]
+    if args.no_demo:
+        changes["demo"] = False
+    if changes:
+        settings = Settings(**{**settings.model_dump(), **changes})
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_run(settings))
+    return 0
+
+
+async def _run(settings: Settings) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    port = settings.port
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    if settings.port == 0:
+        settings = Settings(**{**settings.model_dump(), "port": port})
+        app[HUB].settings = settings
+    base = settings.base_url
+    if settings.demo:
+        _print_demo_links(app, settings)
+    gc.collect()
+    gc.freeze()  # start-up objects never need scanning again: shorter GC pauses
+    print(f"HEMICYCLE READY {base}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def _print_demo_links(app: web.Application, settings: Settings) -> None:
+    hub = app[HUB]
+    sitting = settings.sittings[0]
+    links = []
+    for name, role in DEMO_MEMBERS:
+        token = hub.signer.mint(sitting.id, name, role, lifetime=settings.token_lifetime_hours * 3600)  # type: ignore[arg-type]
+        links.append({"name": name, "role": role, "url": hub.invitation_url(token)})
+    app[DEMO_LINKS] = links
+    print(f"Séance « {sitting.title} » — liens de démonstration :", flush=True)
+    for link in links:
+        print(f"  {link['role']:<11} {link['name']:<22} {link['url']}", flush=True)
+    print(f"  (aussi sur {settings.base_url}/ )", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The server's shared state: settings, the token signer, and the sittings it holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from config import Settings
+
+from .sitting import Sitting
+from .tokens import TokenSigner
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    signer: TokenSigner
+    sittings: dict[str, Sitting] = field(default_factory=dict)
+
+    def invitation_url(self, token: str) -> str:
+        return f"{self.settings.base_url}/join#token={token}"

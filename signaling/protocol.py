@@ -1,0 +1,215 @@
+"""The wire protocol between the web client and the server, defined once.
+
+Every WebSocket frame is one JSON object with a ``type`` field. Messages from the
+client are parsed with :data:`ClientMessageAdapter`, messages to the client are
+built from the models below and serialised with :func:`dump`. ``docs/protocol.md``
+documents them with examples that ``tests/test_protocol_doc.py`` validates.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = 1
+MAX_SDP_LENGTH = 64 * 1024
+MAX_NAME_LENGTH = 80
+
+Role = Literal["chair", "secretary", "councillor", "public", "technician"]
+Source = Literal["mic", "camera", "screen"]
+Kind = Literal["audio", "video"]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- client -> server
+
+
+class Hello(_Message):
+    """First message on every connection: the protocol version and the invitation."""
+
+    type: Literal["hello"]
+    version: int
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class PublishedTrack(_Message):
+    mid: str = Field(min_length=1, max_length=16)
+    source: Source
+
+
+class Publish(_Message):
+    """An SDP offer for the publishing peer connection, and what each m-line carries."""
+
+    type: Literal["publish"]
+    sdp: str = Field(min_length=1, max_length=MAX_SDP_LENGTH)
+    tracks: list[PublishedTrack] = Field(max_length=8)
+
+
+class Unpublish(_Message):
+    """Stop forwarding one source (e.g. the screen share ended). The m-line stays."""
+
+    type: Literal["unpublish"]
+    source: Source
+
+
+class SetSourceMuted(_Message):
+    """The member mutes or unmutes their own microphone, or turns their camera off/on."""
+
+    type: Literal["set_muted"]
+    source: Source
+    muted: bool
+
+
+class SubscribeAnswer(_Message):
+    """The answer to a :class:`SubscribeOffer`, carrying back its ``revision``."""
+
+    type: Literal["subscribe_answer"]
+    revision: int = Field(ge=0)
+    sdp: str = Field(min_length=1, max_length=MAX_SDP_LENGTH)
+
+
+class Leave(_Message):
+    type: Literal["leave"]
+
+
+ClientMessage = Annotated[
+    Union[Hello, Publish, Unpublish, SetSourceMuted, SubscribeAnswer, Leave],
+    Field(discriminator="type"),
+]
+ClientMessageAdapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+# ---------------------------------------------------------------- server -> client
+
+
+class SourceState(_Message):
+    source: Source
+    muted: bool
+
+
+class ParticipantInfo(_Message):
+    id: str
+    name: str
+    role: Role
+    connected: bool
+    sources: list[SourceState]
+
+
+class SittingInfo(_Message):
+    id: str
+    title: str
+
+
+class IceServer(_Message):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class Welcome(_Message):
+    """Answer to a valid :class:`Hello`: who you are and who is already there."""
+
+    type: Literal["welcome"] = "welcome"
+    version: int = PROTOCOL_VERSION
+    you: ParticipantInfo
+    sitting: SittingInfo
+    participants: list[ParticipantInfo]
+    ice_servers: list[IceServer]
+
+
+class ParticipantJoined(_Message):
+    type: Literal["participant_joined"] = "participant_joined"
+    participant: ParticipantInfo
+
+
+class ParticipantUpdated(_Message):
+    type: Literal["participant_updated"] = "participant_updated"
+    participant: ParticipantInfo
+
+
+class ParticipantLeft(_Message):
+    type: Literal["participant_left"] = "participant_left"
+    participant_id: str
+
+
+class PublishAnswer(_Message):
+    type: Literal["publish_answer"] = "publish_answer"
+    sdp: str
+
+
+class Slot(_Message):
+    """One m-line of the subscribing peer connection and what it currently carries.
+
+    A slot whose ``participant_id`` is ``None`` is free: it sends nothing.
+    """
+
+    mid: str
+    kind: Kind
+    participant_id: str | None
+    source: Source | None
+
+
+class SubscribeOffer(_Message):
+    """A (re)offer for the subscribing peer connection, with the full slot table."""
+
+    type: Literal["subscribe_offer"] = "subscribe_offer"
+    revision: int
+    sdp: str
+    slots: list[Slot]
+
+
+class ActiveSpeaker(_Message):
+    type: Literal["active_speaker"] = "active_speaker"
+    participant_id: str | None
+
+
+ErrorCode = Literal[
+    "bad_json",
+    "bad_message",
+    "too_large",
+    "rate_limited",
+    "not_ready",
+    "bad_version",
+    "bad_token",
+    "expired_token",
+    "wrong_sitting",
+    "bad_sdp",
+    "no_codec",
+    "forbidden",
+    "replaced",
+    "server_error",
+]
+
+
+class Error(_Message):
+    """Something the client sent was refused. ``fatal`` errors close the connection."""
+
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    fatal: bool = False
+
+
+ServerMessage = Annotated[
+    Union[
+        Welcome,
+        ParticipantJoined,
+        ParticipantUpdated,
+        ParticipantLeft,
+        PublishAnswer,
+        SubscribeOffer,
+        ActiveSpeaker,
+        Error,
+    ],
+    Field(discriminator="type"),
+]
+ServerMessageAdapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+
+def dump(message: BaseModel) -> str:
+    """Serialise a server message to the JSON text sent on the WebSocket."""
+    return message.model_dump_json()

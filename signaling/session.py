@@ -1,0 +1,268 @@
+"""One participant's WebSocket: handshake, negotiation, and a bounded send queue.
+
+A client that sends garbage gets an ``error`` message (and, for fatal ones, the
+door); a client too slow to read its messages is dropped rather than allowed to
+stall the sitting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ValidationError
+
+from sfu.errors import NegotiationError
+
+from . import protocol as p
+from .tokens import TokenError
+
+if TYPE_CHECKING:
+    from .hub import Hub
+    from .sitting import Seat, Sitting
+
+log = logging.getLogger(__name__)
+_connection_ids = itertools.count(1)
+
+
+class Session:
+    def __init__(self, hub: Hub, ws: web.WebSocketResponse) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.number = next(_connection_ids)
+        self.limits = hub.settings.limits
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=self.limits.send_queue)
+        self.sitting: Sitting | None = None
+        self.seat: Seat | None = None
+        self.joined = False
+        self.send_transport_id = f"c{self.number}-send"
+        self.recv_transport_id = f"c{self.number}-recv"
+        self._renegotiate_wanted = False
+        self._negotiating = False
+        self._closing: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def seat_id(self) -> str | None:
+        return None if self.seat is None else self.seat.id
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, message: BaseModel) -> None:
+        """Queue a message; a client whose queue is full is too slow and is dropped."""
+        if self._closing is not None:
+            return
+        try:
+            self.queue.put_nowait(p.dump(message))
+        except asyncio.QueueFull:
+            log.warning("connection %d too slow to read, dropping it", self.number)
+            self.close_soon("too slow")
+
+    def error(self, code: p.ErrorCode, message: str, fatal: bool = False) -> None:
+        self.send(p.Error(code=code, message=message, fatal=fatal))
+        if fatal:
+            self.close_soon(message)
+
+    def close_soon(self, reason: str) -> None:
+        if self._closing is None:
+            self._closing = reason
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)
+            if self.queue.full():  # make room for the close marker
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self.queue.get_nowait()
+                self.queue.put_nowait(None)
+
+    async def _writer(self) -> None:
+        while True:
+            text = await self.queue.get()
+            if text is None:
+                break
+            try:
+                await asyncio.wait_for(self.ws.send_str(text), timeout=10)
+            except (ConnectionError, asyncio.TimeoutError, RuntimeError):
+                break
+        await self.ws.close()
+
+    # ------------------------------------------------------------------ main loop
+
+    async def run(self) -> None:
+        writer = asyncio.get_running_loop().create_task(self._writer())
+        try:
+            async for msg in self.ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_text(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    self.error("bad_message", "binary frames are not part of the protocol")
+                elif msg.type == WSMsgType.ERROR:
+                    break
+                if self._closing is not None:
+                    break
+        finally:
+            self.close_soon("connection closed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(writer, timeout=5)
+            await self._leave()
+
+    async def _on_text(self, text: str) -> None:
+        if len(text.encode()) > self.limits.max_message_bytes:
+            self.error("too_large", f"message larger than {self.limits.max_message_bytes} bytes", fatal=True)
+            return
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            self.error("bad_json", "message is not JSON")
+            return
+        try:
+            message = p.ClientMessageAdapter.validate_python(raw)
+        except ValidationError as exc:
+            kind = raw.get("type") if isinstance(raw, dict) else None
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first.get("loc", ()))
+            self.error("bad_message", f"invalid {kind or 'message'}: {where}: {first.get('msg')}")
+            return
+        if not self.joined and not isinstance(message, p.Hello):
+            self.error("not_ready", "the first message must be hello", fatal=True)
+            return
+        try:
+            await self._dispatch(message)
+        except NegotiationError as exc:
+            self.error(exc.code, exc.message)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("connection %d: handling %s failed", self.number, type(message).__name__)
+            self.error("server_error", "the server could not handle this message")
+
+    async def _dispatch(self, message: p.ClientMessage) -> None:
+        if isinstance(message, p.Hello):
+            await self._hello(message)
+            return
+        assert self.sitting is not None and self.seat is not None
+        sitting, seat, router = self.sitting, self.seat, self.sitting.router
+        if isinstance(message, p.Publish):
+            if seat.role == "public":
+                self.error("forbidden", "the public watches and listens only")
+                return
+            mids = [t.mid for t in message.tracks]
+            sources = [t.source for t in message.tracks]
+            if len(set(mids)) != len(mids) or len(set(sources)) != len(sources):
+                self.error("bad_message", "each mid and each source may appear once")
+                return
+            tracks = {t.mid: t.source for t in message.tracks}
+            answer = await router.publish(self.send_transport_id, seat.id, message.sdp, tracks)
+            self.send(p.PublishAnswer(sdp=answer))
+        elif isinstance(message, p.Unpublish):
+            router.unpublish(self.send_transport_id, message.source)
+        elif isinstance(message, p.SetSourceMuted):
+            sitting.set_muted(seat, message.source, message.muted)
+        elif isinstance(message, p.SubscribeAnswer):
+            await router.subscribe_answer(self.recv_transport_id, message.revision, message.sdp)
+            self._negotiating = False
+            if self._renegotiate_wanted:
+                self.renegotiate()
+        elif isinstance(message, p.Leave):
+            self.close_soon("left")
+
+    async def _hello(self, hello: p.Hello) -> None:
+        if self.joined:
+            self.error("bad_message", "already joined")
+            return
+        if hello.version != p.PROTOCOL_VERSION:
+            self.error("bad_version", f"protocol version {p.PROTOCOL_VERSION} required", fatal=True)
+            return
+        try:
+            invitation = self.hub.signer.verify(hello.token)
+        except TokenError as exc:
+            self.error(exc.code, str(exc), fatal=True)  # type: ignore[arg-type]
+            return
+        sitting = self.hub.sittings.get(invitation.sitting)
+        if sitting is None:
+            self.error("wrong_sitting", "this invitation is for a sitting this server does not hold", fatal=True)
+            return
+        seat = sitting.seat(invitation.seat, invitation.name, invitation.role)
+        if seat.session is not None:
+            previous = seat.session
+            previous.error("replaced", "you joined from another window", fatal=True)
+            await sitting.detach(seat, previous)
+        self.sitting, self.seat = sitting, seat
+        sitting.router.create_send_transport(self.send_transport_id)
+        sitting.router.create_recv_transport(self.recv_transport_id)
+        sitting.attach(seat, self)
+        self.joined = True
+        log.info("seat %s joined sitting %s as %s", seat.id, sitting.id, seat.role)
+        self.send(
+            p.Welcome(
+                you=seat.info(),
+                sitting=sitting.info(),
+                participants=[x for x in sitting.participants() if x.id != seat.id],
+                ice_servers=[p.IceServer(**s.model_dump()) for s in self.hub.settings.ice.servers],
+            )
+        )
+        if sitting.subscribe_to_all(seat):
+            self.renegotiate()
+        self._spawn(self._watch_media())
+
+    # ------------------------------------------------------------------ negotiation
+
+    def renegotiate(self) -> None:
+        """Send the subscriber a new offer, coalescing changes while one is in flight."""
+        self._renegotiate_wanted = True
+        if not self._negotiating and self._closing is None:
+            self._negotiating = True
+            self._spawn(self._offer())
+
+    async def _offer(self) -> None:
+        assert self.sitting is not None
+        self._renegotiate_wanted = False
+        router = self.sitting.router
+        if not router.has_transport(self.recv_transport_id):
+            return
+        try:
+            info = await router.subscribe_offer(self.recv_transport_id)
+        except Exception:
+            self._negotiating = False
+            raise
+        slots = [
+            p.Slot(mid=s.mid, kind=s.kind, participant_id=s.owner, source=s.source)  # type: ignore[arg-type]
+            for s in info.slots
+        ]
+        self.send(p.SubscribeOffer(revision=info.revision, sdp=info.sdp, slots=slots))
+
+    # ------------------------------------------------------------------ liveness and leaving
+
+    async def _watch_media(self) -> None:
+        """Drop a member whose publishing connection went silent (tab killed, network lost)."""
+        assert self.sitting is not None
+        timeout = self.hub.settings.media.rtcp_silence_timeout
+        router = self.sitting.router
+        while self._closing is None:
+            await asyncio.sleep(1.0)
+            last = router.last_activity(self.send_transport_id)
+            if last is None:
+                return
+            if router.transport_connected(self.send_transport_id) and time.monotonic() - last > timeout:
+                log.info("connection %d: no media for %.0f s", self.number, timeout)
+                self.close_soon("media silent")
+                await self.ws.close()
+                return
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("connection %d task failed", self.number, exc_info=task.exception())
+
+    async def _leave(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self.sitting is not None and self.seat is not None:
+            await self.sitting.detach(self.seat, self)

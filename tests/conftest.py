@@ -1,0 +1,46 @@
+"""Shared fixtures: an in-process server on loopback, and invitations to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from config import Settings
+from signaling.app import HUB, create_app
+from signaling.hub import Hub
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    hub: Hub
+    app: web.Application
+
+    def token(self, name: str, role: str = "councillor", sitting: str = "demo", lifetime: float = 3600, **kw: Any) -> str:
+        return self.hub.signer.mint(sitting, name, role, lifetime=lifetime, **kw)  # type: ignore[arg-type]
+
+    @property
+    def router(self) -> Any:
+        return self.hub.sittings["demo"].router
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(port=0, data_dir=tmp_path, demo=False)
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[RunningServer]:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield RunningServer(f"http://127.0.0.1:{port}", app[HUB], app)
+    await runner.cleanup()
