@@ -73,23 +73,28 @@ class Router(AsyncIOEventEmitter):
         self.closed = False
         self.speaker_observer = ActiveSpeakerObserver(self._on_speaker)
         self._observer_task = asyncio.get_running_loop().create_task(self._observe())
+        # Tests and benches only: drop this share of packets on new transports.
         self.loss_injection = {"upstream": 0.0, "downstream": 0.0}
+        self.injectors: list[LossInjector] = []
 
     # ------------------------------------------------------------------ transports
 
     def create_send_transport(self, transport_id: str) -> None:
         transport = SendTransport(transport_id, self.ice_servers, self.bitrate_caps)
         if self.loss_injection["upstream"]:
-            rate = self.loss_injection["upstream"]
-            transport.upstream_drop = lambda: random.random() < rate
+            transport.upstream_drop = self._injector(self.loss_injection["upstream"])
         self._add_transport(transport)
 
     def create_recv_transport(self, transport_id: str) -> None:
         transport = RecvTransport(transport_id, self.ice_servers)
         if self.loss_injection["downstream"]:
-            rate = self.loss_injection["downstream"]
-            transport.downstream_drop = lambda: random.random() < rate
+            transport.downstream_drop = self._injector(self.loss_injection["downstream"])
         self._add_transport(transport)
+
+    def _injector(self, rate: float) -> LossInjector:
+        injector = LossInjector(rate)
+        self.injectors.append(injector)
+        return injector
 
     def _add_transport(self, transport: Transport) -> None:
         if transport.id in self.transports:
@@ -270,6 +275,22 @@ class Router(AsyncIOEventEmitter):
         if not isinstance(transport, RecvTransport):
             raise NegotiationError("not_ready", f"no subscribing transport {transport_id}")
         return transport
+
+
+class LossInjector:
+    """Drops one packet in every ``1/rate``, at a random phase: loss on the wire, for tests."""
+
+    def __init__(self, rate: float) -> None:
+        self.period = max(2, round(1 / rate))
+        self.count = random.randrange(self.period)
+        self.dropped = 0
+
+    def __call__(self) -> bool:
+        self.count += 1
+        if self.count % self.period:
+            return False
+        self.dropped += 1
+        return True
 
 
 def _spec_from_line(line: glue.MediaLine, source: str, stream_id: str) -> ProducerSpec:
