@@ -62,8 +62,8 @@ class Settings(BaseSettings):
         default_factory=lambda: [SittingSettings(id="demo", title="Séance de démonstration")]
     )
     ice: IceSettings = Field(default_factory=IceSettings)
-    media: MediaSettings = Field(default_factory=MediaSettings)
-    limits: LimitSettings = Field(default_factory=LimitSettings)
+    media: MediaSettings = Field(default_factory=lambda: MediaSettings())
+    limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
 
     @classmethod
     def settings_customise_sources(

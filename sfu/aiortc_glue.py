@@ -56,6 +56,7 @@ class TappedDtlsTransport(RTCDtlsTransport):
 
 
 _installed = False
+_pending: set[asyncio.Task[None]] = set()
 
 
 def install() -> None:
@@ -63,7 +64,7 @@ def install() -> None:
     global _installed
     if not _installed:
         check_private_hooks()
-        aiortc.rtcpeerconnection.RTCDtlsTransport = TappedDtlsTransport  # type: ignore[misc]
+        setattr(aiortc.rtcpeerconnection, "RTCDtlsTransport", TappedDtlsTransport)  # noqa: B010
         _installed = True
 
 
@@ -252,7 +253,9 @@ def make_sender(dtls: TappedDtlsTransport, rtcp: bool = False) -> Callable[[byte
         if type(protocol) is aioice.ice.StunProtocol and transport is not None:
             transport.sendto(protected, pair.remote_addr)
         else:  # a TURN allocation: its protocol frames the data itself
-            loop.create_task(protocol.send_data(protected, pair.remote_addr))
+            task = loop.create_task(protocol.send_data(protected, pair.remote_addr))
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
         return True
 
     return send

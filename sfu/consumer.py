@@ -42,6 +42,11 @@ class Slot:
         self.writer = LegWriter(ssrc, payload_type, self.mid, ids, self.kind == "audio")
         self.clock_rate = clock_rate
 
+    def on_rtcp(self, kind: str, value: Any) -> None:
+        """Feedback from the subscriber about this slot goes to its current consumer."""
+        if self.consumer is not None:
+            self.consumer.on_rtcp(kind, value)
+
     @property
     def free(self) -> bool:
         return self.consumer is None

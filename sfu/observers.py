@@ -39,7 +39,8 @@ class ActiveSpeakerObserver:
     def evaluate(self) -> None:
         """Called every WINDOW seconds: pick the loudest producer above the speech level."""
         now = time.monotonic()
-        best, best_loudness = None, 127 - SPEECH_LEVEL
+        best: Any = None
+        best_loudness = float(127 - SPEECH_LEVEL)
         for producer, (total, count, last) in self._levels.items():
             if count and now - last < WINDOW * 2:
                 loudness = total / count

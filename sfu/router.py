@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +130,7 @@ class Router(AsyncIOEventEmitter):
 
     # ------------------------------------------------------------------ publishing
 
-    async def publish(self, transport_id: str, owner: str, sdp: str, tracks: dict[str, str]) -> str:
+    async def publish(self, transport_id: str, owner: str, sdp: str, tracks: Mapping[str, str]) -> str:
         """Apply a publishing offer; ``tracks`` maps mid -> source. Returns the answer.
 
         Each call carries the complete set of published tracks: producers whose mid

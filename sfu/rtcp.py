@@ -48,8 +48,18 @@ class ReceiveStats:
     """Reception statistics of one incoming stream (RFC 3550 appendix A)."""
 
     __slots__ = (
-        "clock_rate", "base_seq", "max_seq", "cycles", "received", "expected_prior",
-        "received_prior", "jitter", "transit", "lsr", "lsr_time", "last_arrival",
+        "base_seq",
+        "clock_rate",
+        "cycles",
+        "expected_prior",
+        "jitter",
+        "last_arrival",
+        "lsr",
+        "lsr_time",
+        "max_seq",
+        "received",
+        "received_prior",
+        "transit",
     )
 
     def __init__(self, clock_rate: int) -> None:

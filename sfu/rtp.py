@@ -142,7 +142,7 @@ class LegWriter:
     publisher's MID and ids, and the browser would put the media in the wrong tile.
     """
 
-    __slots__ = ("ssrc", "payload_type", "_mid_part", "_ast_id", "_level_id", "_is_audio")
+    __slots__ = ("_ast_id", "_is_audio", "_level_id", "_mid_part", "payload_type", "ssrc")
 
     def __init__(self, ssrc: int, payload_type: int, mid: str, ids: ExtensionIds, is_audio: bool):
         self.ssrc = ssrc

@@ -7,6 +7,7 @@ of :mod:`sfu.aiortc_glue`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from . import aiortc_glue as glue
 from . import rtcp
 from .consumer import Slot
 from .errors import NegotiationError
+from .producer import Producer, ProducerSpec
 from .rtp import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID, ExtensionIds, read_packet
 from .sdp_munging import improve_answer
 
@@ -29,7 +31,9 @@ SUPPORTED = {"audio": "opus", "video": "vp8"}
 
 
 def _configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
-    servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in ice_servers]
+    servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in ice_servers
+    ]
     return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
@@ -42,7 +46,7 @@ class Transport:
         self.closed = False
         self.created = time.monotonic()
         self.last_activity = time.monotonic()
-        self.on_failed: Callable[[Transport], None] | None = None
+        self.on_failed: Callable[[Transport], object] | None = None
         self._task: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._on_state)
 
@@ -85,8 +89,8 @@ class SendTransport(Transport):
 
     def __init__(self, transport_id: str, ice_servers: list[dict[str, Any]], bitrate_caps: dict[str, int]) -> None:
         super().__init__(transport_id, ice_servers)
-        self.by_ssrc: dict[int, Any] = {}  # ssrc -> Producer
-        self.by_mid: dict[str, Any] = {}
+        self.by_ssrc: dict[int, Producer] = {}
+        self.by_mid: dict[str, Producer] = {}
         self.mid_ext_id = 0
         self.audio_level_ext_id = 0
         self.feedback_ssrc = 0
@@ -106,11 +110,8 @@ class SendTransport(Transport):
             raise NegotiationError("bad_sdp", f"offer refused: {exc}") from exc
         usable: list[glue.MediaLine] = []
         for transceiver in self.pc.getTransceivers():
-            wanted = SUPPORTED.get(transceiver.kind)
-            glue.keep_codecs(
-                transceiver,
-                lambda c, w=wanted: c.mimeType.lower() in (f"{transceiver.kind}/{w}", "video/rtx"),
-            )
+            wanted = {f"{transceiver.kind}/{SUPPORTED.get(transceiver.kind)}", "video/rtx"}
+            glue.keep_codecs(transceiver, lambda c, w=wanted: c.mimeType.lower() in w)  # type: ignore[misc]
             glue.stop_receiver_decoder(transceiver)
         for line in lines:
             if line.mid in allowed_mids:
@@ -136,7 +137,7 @@ class SendTransport(Transport):
         self._start_ticking()
         return improve_answer(self.pc.localDescription.sdp, self.bitrate_caps), usable
 
-    def add_producer(self, producer: Any) -> None:
+    def add_producer(self, producer: Producer) -> None:
         self.by_mid[producer.spec.mid] = producer
         if producer.spec.ssrc is not None:
             self.by_ssrc[producer.spec.ssrc] = producer
@@ -144,7 +145,7 @@ class SendTransport(Transport):
             self.by_ssrc[producer.spec.rtx_ssrc] = producer
         producer.on_close.append(self._forget)
 
-    def _forget(self, producer: Any) -> None:
+    def _forget(self, producer: Producer) -> None:
         if self.by_mid.get(producer.spec.mid) is producer:
             del self.by_mid[producer.spec.mid]
         for ssrc in [s for s, p in self.by_ssrc.items() if p is producer]:
@@ -170,11 +171,13 @@ class SendTransport(Transport):
                 return
         producer.receive(data, view)
 
-    def _learn_ssrc(self, ssrc: int, mid: bytes | None, payload_type: int) -> Any:
+    def _learn_ssrc(self, ssrc: int, mid: bytes | None, payload_type: int) -> Producer | None:
         """An SSRC the SDP did not announce: identify it by its MID extension."""
         if mid is None:
             return None
         producer = self.by_mid.get(mid.decode("ascii", "replace"))
+        if producer is None:
+            return None
         if producer is None:
             return None
         if payload_type == producer.spec.rtx_payload_type:
@@ -211,9 +214,7 @@ class SendTransport(Transport):
                     self._send_rtcp(rtcp.remb(self.feedback_ssrc, self.bitrate_caps[kind], ssrcs))
 
 
-def _with(spec: Any, **changes: Any) -> Any:
-    import dataclasses
-
+def _with(spec: ProducerSpec, **changes: Any) -> ProducerSpec:
     return dataclasses.replace(spec, **changes)
 
 
@@ -274,7 +275,7 @@ class RecvTransport(Transport):
             ext = glue.negotiated_extensions(transceiver)
             ids = ExtensionIds(ext.get(EXT_MID, 0), ext.get(EXT_ABS_SEND_TIME, 0), ext.get(EXT_AUDIO_LEVEL, 0))
             if slot.writer is None:
-                glue.hook_sender_rtcp(transceiver, lambda kind, value, s=slot: s.consumer and s.consumer.on_rtcp(kind, value))
+                glue.hook_sender_rtcp(transceiver, slot.on_rtcp)
             slot.configure(glue.sender_ssrc(transceiver), codecs[0].payloadType, ids, codecs[0].clockRate)
         transceivers = self.pc.getTransceivers()
         if transceivers:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -54,7 +54,7 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
     hub.sittings.clear()
 
 
-def _page(name: str) -> web.Handler:
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(WEB_CLIENT / name)
 

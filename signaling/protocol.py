@@ -8,7 +8,7 @@ documents them with examples that ``tests/test_protocol_doc.py`` validates.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -77,7 +77,7 @@ class Leave(_Message):
 
 
 ClientMessage = Annotated[
-    Union[Hello, Publish, Unpublish, SetSourceMuted, SubscribeAnswer, Leave],
+    Hello | Publish | Unpublish | SetSourceMuted | SubscribeAnswer | Leave,
     Field(discriminator="type"),
 ]
 ClientMessageAdapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -195,16 +195,14 @@ class Error(_Message):
 
 
 ServerMessage = Annotated[
-    Union[
-        Welcome,
-        ParticipantJoined,
-        ParticipantUpdated,
-        ParticipantLeft,
-        PublishAnswer,
-        SubscribeOffer,
-        ActiveSpeaker,
-        Error,
-    ],
+    Welcome
+    | ParticipantJoined
+    | ParticipantUpdated
+    | ParticipantLeft
+    | PublishAnswer
+    | SubscribeOffer
+    | ActiveSpeaker
+    | Error,
     Field(discriminator="type"),
 ]
 ServerMessageAdapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

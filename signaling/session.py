@@ -13,7 +13,8 @@ import itertools
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ValidationError
@@ -86,7 +87,7 @@ class Session:
                 break
             try:
                 await asyncio.wait_for(self.ws.send_str(text), timeout=10)
-            except (ConnectionError, asyncio.TimeoutError, RuntimeError):
+            except (TimeoutError, ConnectionError, RuntimeError):
                 break
         await self.ws.close()
 
@@ -228,7 +229,7 @@ class Session:
             self._negotiating = False
             raise
         slots = [
-            p.Slot(mid=s.mid, kind=s.kind, participant_id=s.owner, source=s.source)  # type: ignore[arg-type]
+            p.Slot(mid=s.mid, kind=s.kind, participant_id=s.owner, source=s.source)
             for s in info.slots
         ]
         self.send(p.SubscribeOffer(revision=info.revision, sdp=info.sdp, slots=slots))
@@ -251,8 +252,8 @@ class Session:
                 await self.ws.close()
                 return
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 

@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
+
 from sfu.router import ProducerInfo, Router
 
 from . import protocol as p
@@ -69,7 +71,7 @@ class Sitting:
     def participants(self) -> list[p.ParticipantInfo]:
         return [seat.info() for seat in self.seats.values() if seat.session is not None]
 
-    def broadcast(self, message: p.BaseModel, skip: Seat | None = None) -> None:
+    def broadcast(self, message: BaseModel, skip: Seat | None = None) -> None:
         for seat in self.seats.values():
             if seat.session is not None and seat is not skip:
                 seat.session.send(message)
