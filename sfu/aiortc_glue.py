@@ -213,8 +213,11 @@ def is_rtcp_sr(packet: Any) -> bool:
 
 
 def fir_targets(packet: Any) -> list[int]:
-    """SSRCs named in a standard FIR (RFC 5104: header media SSRC 0, targets in the FCI)."""
-    if not (isinstance(packet, RtcpPsfbPacket) and packet.fmt == 4):
+    """SSRCs named in a standard FIR (RFC 5104: header media SSRC 0, targets in the FCI).
+
+    A FIR whose header names the media SSRC is routed by aiortc itself, so it is skipped.
+    """
+    if not (isinstance(packet, RtcpPsfbPacket) and packet.fmt == 4 and packet.media_ssrc == 0):
         return []
     fci = packet.fci
     return [int.from_bytes(fci[i : i + 4], "big") for i in range(0, len(fci) - 7, 8)]

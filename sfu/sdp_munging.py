@@ -47,3 +47,22 @@ def _fix_section(section: list[str]) -> list[str]:
         elif f"a=rtcp-fb:{pt} ccm fir" not in text:
             result.append(f"a=rtcp-fb:{pt} ccm fir")
     return result
+
+
+UNSPECIFIED = {"0.0.0.0", "::"}
+
+
+def drop_unusable_candidates(sdp: str) -> str:
+    """Remove candidates on an unspecified address (Firefox offers ``0.0.0.0`` in some sandboxes).
+
+    No packet can be sent there; ICE still finds the peer through its checks
+    (a peer-reflexive candidate).
+    """
+    kept = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            fields = line.split()
+            if len(fields) > 4 and fields[4] in UNSPECIFIED:
+                continue
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n"

@@ -22,7 +22,7 @@ from .consumer import Slot
 from .errors import NegotiationError
 from .producer import Producer, ProducerSpec
 from .rtp import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID, ExtensionIds, read_packet
-from .sdp_munging import improve_answer
+from .sdp_munging import drop_unusable_candidates, improve_answer
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class SendTransport(Transport):
         except ValueError as exc:
             raise NegotiationError("bad_sdp", str(exc)) from exc
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=drop_unusable_candidates(sdp), type="offer"))
         except Exception as exc:
             raise NegotiationError("bad_sdp", f"offer refused: {exc}") from exc
         usable: list[glue.MediaLine] = []
@@ -263,7 +263,7 @@ class RecvTransport(Transport):
         if revision != self.pending_revision:
             raise NegotiationError("bad_message", f"answer for revision {revision}, expected {self.pending_revision}")
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=drop_unusable_candidates(sdp), type="answer"))
         except Exception as exc:
             raise NegotiationError("bad_sdp", f"answer refused: {exc}") from exc
         self.pending_revision = None
@@ -279,8 +279,18 @@ class RecvTransport(Transport):
             slot.configure(glue.sender_ssrc(transceiver), codecs[0].payloadType, ids, codecs[0].clockRate)
         transceivers = self.pc.getTransceivers()
         if transceivers:
-            self._send = glue.make_sender(glue.dtls_of(transceivers[0]))
+            dtls = glue.dtls_of(transceivers[0])
+            self._send = glue.make_sender(dtls)
+            dtls.rtcp_tap = self._on_rtcp
         self._start_ticking()
+
+    def _on_rtcp(self, data: bytes) -> None:
+        """Standard FIRs name their target in the FCI, which aiortc does not route: do it here."""
+        for packet in glue.parse_rtcp(data):
+            for ssrc in glue.fir_targets(packet):
+                for slot in self.slots:
+                    if slot.writer is not None and slot.writer.ssrc == ssrc:
+                        slot.on_rtcp("pli", None)
 
     def tick(self, rounds: int) -> None:
         if rounds % 10 != 0:
