@@ -10,13 +10,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from config import Settings, load_settings
 
-from .app import DEMO_LINKS, HUB, create_app
 from .tokens import ROLES, TokenSigner
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 DEMO_MEMBERS = [
     ("Présidence de séance", "chair"),
@@ -94,6 +95,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings) -> None:
+    from aiohttp import web
+
+    from .app import HUB, create_app  # the media stack loads only to serve
+
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -122,6 +127,8 @@ async def _run(settings: Settings) -> None:
 
 
 def _print_demo_links(app: web.Application, settings: Settings) -> None:
+    from .app import DEMO_LINKS, HUB
+
     hub = app[HUB]
     sitting = settings.sittings[0]
     links = []
