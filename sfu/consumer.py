@@ -20,6 +20,8 @@ from .vp8 import Vp8Descriptor, rewrite_descriptor
 if TYPE_CHECKING:
     from .producer import Producer
 
+SENT_RING = 512
+
 
 class Slot:
     """One outgoing m-line and the continuity state of what it has sent."""
@@ -65,6 +67,12 @@ class Consumer:
         self.waiting_sync = True
         self.seq_offset = 0
         self.ts_offset = 0
+        # Input seqs older than `floor` are late packets from before the last sync: dropped.
+        self.floor = 0
+        self.highest_in = 0
+        # Which input seq each recent output seq carried: NACKs are answered only
+        # for what this leg really sent (never media dropped while muted).
+        self._sent: list[int] = [-1] * SENT_RING
         self.picture_id_offset = 0
         self.tl0_offset = 0
         self.packets_out = 0
@@ -92,7 +100,16 @@ class Consumer:
                 self.producer.request_keyframe()
                 return
             self._sync(view, desc)
-        seq = (view.sequence + self.seq_offset) & 0xFFFF
+        in_seq = view.sequence
+        ahead = (in_seq - self.floor) & 0xFFFF
+        if ahead >= 0x8000:
+            return  # older than the sync point: its output seq was already used
+        if ahead > 0x4000:
+            self.floor = (in_seq - 0x2000) & 0xFFFF
+        if ((in_seq - self.highest_in) & 0xFFFF) < 0x8000:
+            self.highest_in = in_seq
+        seq = (in_seq + self.seq_offset) & 0xFFFF
+        self._sent[seq % SENT_RING] = (seq << 16) | in_seq
         ts = (view.timestamp + self.ts_offset) & 0xFFFFFFFF
         payload: bytes | memoryview = memoryview(data)[view.payload_offset : view.payload_end]
         if desc is not None:
@@ -116,6 +133,8 @@ class Consumer:
         """Start (or restart) the slot's continuous numbering on this packet."""
         slot = self.slot
         self.seq_offset = (slot.last_seq + 1 - view.sequence) & 0xFFFF
+        self.floor = self.highest_in = view.sequence
+        self._sent = [-1] * SENT_RING
         elapsed = time.monotonic() - slot.last_time if slot.sent_any else 0.0
         ticks = max(1, int(elapsed * slot.clock_rate)) if slot.sent_any else 0
         self.ts_offset = (slot.last_ts + ticks - view.timestamp) & 0xFFFFFFFF
@@ -130,6 +149,12 @@ class Consumer:
                 self.tl0_offset = 0
         self.waiting_sync = False
 
+    def skip(self, in_seq: int) -> None:
+        """The producer dropped input ``in_seq`` (padding): close the gap in the output."""
+        if not self.waiting_sync and 0 < ((in_seq - self.highest_in) & 0xFFFF) < 0x8000:
+            self.highest_in = in_seq
+            self.seq_offset = (self.seq_offset - 1) & 0xFFFF
+
     def resync(self) -> None:
         """After a gap made on purpose: restart numbering on the next (key)frame."""
         self.waiting_sync = True
@@ -141,8 +166,10 @@ class Consumer:
     def retransmit(self, sequences: list[int]) -> None:
         """Answer a subscriber's NACK from the producer's packet cache."""
         for out_seq in sequences:
-            seq = (out_seq - self.seq_offset) & 0xFFFF
-            entry = self.producer.cached(seq)
+            sent = self._sent[out_seq % SENT_RING]
+            if sent >> 16 != out_seq:
+                continue  # not sent by this leg (dropped on purpose, or too old)
+            entry = self.producer.cached(sent & 0xFFFF)
             if entry is None:
                 continue
             data, view, desc = entry

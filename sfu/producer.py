@@ -87,8 +87,6 @@ class Producer:
             view = read_packet(data, self.mid_ext_id, self.audio_level_ext_id)
         elif view.payload_type != self.spec.payload_type:
             return
-        if view.payload_end <= view.payload_offset:
-            return  # padding only: nothing to forward
         self.packets_in += 1
         self.bytes_in += len(data)
         self.stats.add(view.sequence, view.timestamp, time.monotonic())
@@ -96,6 +94,10 @@ class Producer:
             missing = self.nacks.add(view.sequence)
             if missing and self.ssrc is not None:
                 self._send_rtcp(rtcp.nack(self.feedback_ssrc, self.ssrc, missing))
+        if view.payload_end <= view.payload_offset:
+            for consumer in self.consumers:  # padding only: nothing to forward
+                consumer.skip(view.sequence)
+            return
         desc: Vp8Descriptor | None = None
         if self._is_vp8:
             try:

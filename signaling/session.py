@@ -229,7 +229,7 @@ class Session:
             self._negotiating = False
             raise
         slots = [
-            p.Slot(mid=s.mid, kind=s.kind, participant_id=s.owner, source=s.source)
+            p.Slot(mid=s.mid, kind=s.kind, participant_id=s.owner, source=s.source)  # type: ignore[arg-type]
             for s in info.slots
         ]
         self.send(p.SubscribeOffer(revision=info.revision, sdp=info.sdp, slots=slots))

@@ -79,6 +79,8 @@ class TokenSigner:
         return f"{body}.{self._mac(body)}"
 
     def verify(self, token: str, now: float | None = None) -> Invitation:
+        if not token.isascii():
+            raise TokenError("bad_token", "malformed invitation")
         body, dot, mac = token.partition(".")
         if not dot or not body or not mac:
             raise TokenError("bad_token", "malformed invitation")
