@@ -28,5 +28,5 @@ echo "== mypy"
 
 echo "== pytest (private network namespace, loopback only)"
 if [ "$(id -u)" = 0 ]; then NS=(unshare -n); else NS=(unshare -rn); fi
-"${NS[@]}" sh -c 'ip link set lo up && (ip route add default dev lo 2>/dev/null || true) && exec "$@"' sh \
+"${NS[@]}" sh -c 'ip link set lo up && (ip route add default dev lo src 127.0.0.1 2>/dev/null || true) && exec "$@"' sh \
   .venv/bin/python -m pytest -p no:cacheprovider -q "$@"
