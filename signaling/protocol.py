@@ -10,19 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
+
+from .protocol_sitting import SittingCommand, SittingState
+from .protocol_types import Kind, Role, Source, _Message
+
+__all__ = ["Kind", "Role", "Source"]
 
 PROTOCOL_VERSION = 1
 MAX_SDP_LENGTH = 64 * 1024
 MAX_NAME_LENGTH = 80
-
-Role = Literal["chair", "secretary", "councillor", "public", "technician"]
-Source = Literal["mic", "camera", "screen"]
-Kind = Literal["audio", "video"]
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # ---------------------------------------------------------------- client -> server
@@ -77,7 +74,7 @@ class Leave(_Message):
 
 
 ClientMessage = Annotated[
-    Hello | Publish | Unpublish | SetSourceMuted | SubscribeAnswer | Leave,
+    Hello | Publish | Unpublish | SetSourceMuted | SubscribeAnswer | Leave | SittingCommand,
     Field(discriminator="type"),
 ]
 ClientMessageAdapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -202,6 +199,7 @@ ServerMessage = Annotated[
     | PublishAnswer
     | SubscribeOffer
     | ActiveSpeaker
+    | SittingState
     | Error,
     Field(discriminator="type"),
 ]
