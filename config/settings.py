@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -43,9 +43,29 @@ class LimitSettings(BaseModel):
     heartbeat: float = Field(5.0, description="WebSocket ping interval, seconds; a client missing a pong is dropped.")
 
 
+class AgendaItemSettings(BaseModel):
+    id: str
+    title: str
+    kind: Literal["ordinary", "budget_primitif", "election", "designation"] = "ordinary"
+    time_limit_s: int | None = None
+    no_remote_vote: bool = False
+
+
+class MemberSettings(BaseModel):
+    id: str
+    name: str
+    group: str | None = None
+
+
 class SittingSettings(BaseModel):
     id: str
     title: str
+    regime: str = Field("commune", description="Legal regime preset (see docs/sittings.md).")
+    mode: Literal["chamber", "hybrid", "remote"] = "chamber"
+    agenda: list[AgendaItemSettings] = Field(default_factory=list)
+    members: list[MemberSettings] = Field(
+        default_factory=list, description="The roster; empty: members are enrolled as they join."
+    )
 
 
 class Settings(BaseSettings):
@@ -58,9 +78,7 @@ class Settings(BaseSettings):
     secret_file: Path | None = Field(None, description="Token signing key; default DATA_DIR/secret.key.")
     token_lifetime_hours: float = Field(24.0 * 30, description="Validity of minted invitations.")
     demo: bool = Field(True, description="Create a demo sitting and print ready-to-click links.")
-    sittings: list[SittingSettings] = Field(
-        default_factory=lambda: [SittingSettings(id="demo", title="Séance de démonstration")]
-    )
+    sittings: list[SittingSettings] = Field(default_factory=lambda: [_demo_sitting()])
     ice: IceSettings = Field(default_factory=IceSettings)
     media: MediaSettings = Field(default_factory=lambda: MediaSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
@@ -83,6 +101,20 @@ class Settings(BaseSettings):
     @property
     def secret_path(self) -> Path:
         return self.secret_file or self.data_dir / "secret.key"
+
+
+def _demo_sitting() -> SittingSettings:
+    return SittingSettings(
+        id="demo",
+        title="Séance de démonstration",
+        regime="intercommunal",
+        mode="remote",
+        agenda=[
+            AgendaItemSettings(id="1", title="Approbation du procès-verbal de la séance précédente", time_limit_s=180),
+            AgendaItemSettings(id="2", title="Subvention à l'association des parents d'élèves", time_limit_s=300),
+            AgendaItemSettings(id="3", title="Questions diverses", time_limit_s=300),
+        ],
+    )
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:

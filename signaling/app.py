@@ -13,6 +13,8 @@ from sfu import aiortc_glue
 from sfu.router import Router
 
 from .hub import Hub
+from .journal import JOURNAL_FILENAME, KEY_FILENAME, Journal, JournalKey
+from .replay import replay, sitting_state_from
 from .session import Session
 from .sitting import Sitting
 from .tokens import TokenSigner
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 HUB = web.AppKey("hub", Hub)
 DEMO_LINKS = web.AppKey("demo_links", list)
+JOURNAL = web.AppKey("journal", Journal)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -45,13 +48,22 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
     aiortc_glue.restrict_host_addresses(hub.settings.ice.host_addresses)
     caps = {"camera": hub.settings.media.camera_bitrate, "screen": hub.settings.media.screen_bitrate}
     ice = [s.model_dump(exclude_none=True) for s in hub.settings.ice.servers]
+    data_dir = hub.settings.data_dir
+    journal = Journal(data_dir / JOURNAL_FILENAME, JournalKey.load_or_create(data_dir / KEY_FILENAME))
     for spec in hub.settings.sittings:
+        state = sitting_state_from(spec)
+        replay(state, journal.entries(spec.id))
         router = Router(spec.id, ice_servers=ice, bitrate_caps=caps)
-        hub.sittings[spec.id] = Sitting(spec.id, spec.title, router)
+        sitting = Sitting(spec.id, spec.title, router, state, journal, auto_enrol=not spec.members)
+        hub.sittings[spec.id] = sitting
+        for member in sorted(state.connected):  # connections did not survive the restart
+            await sitting.server_event("connection_lost", member=member)
+    app[JOURNAL] = journal
     yield
     for sitting in hub.sittings.values():
         await sitting.router.close()
     hub.sittings.clear()
+    await journal.aclose()
 
 
 def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

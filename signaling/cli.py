@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from config import Settings, load_settings
 
+from .journal_cli import add_journal_commands, run_journal_command
 from .tokens import ROLES, TokenSigner
 
 if TYPE_CHECKING:
@@ -51,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     invite.add_argument("--secret-file", type=Path)
     invite.add_argument("--hours", type=float, help="validity (default: token_lifetime_hours)")
 
+    add_journal_commands(commands)
     args = parser.parse_args(argv)
+    if args.command == "journal":
+        return run_journal_command(args)
     settings = load_settings(args.config, secret_file=args.secret_file)
     if args.command == "invite":
         return _invite(settings, args)

@@ -6,9 +6,11 @@ Pure: :func:`decide` returns the events a command causes (or raises
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import protocol_sitting as c
 from .assembly import Actor, Decision, Event, Refused, Warn
-from .sitting_state import AgendaItem, Ballot, SittingState, VoteRecord
+from .sitting_state import AgendaItem, Ballot, Member, SittingState, VoteRecord
 
 DeliberationCommand = (
     c.SetItem | c.Suspend | c.ClosedSession | c.RecordPresence | c.GiveProxy | c.RevokeProxy
@@ -170,7 +172,7 @@ def _is_proxy_of_chamber(state: SittingState, member: str) -> bool:
     return holder is not None and holder in state.in_chamber and member not in state.connected
 
 
-def tally(state: SittingState, vote: VoteRecord) -> dict[str, object]:
+def tally(state: SittingState, vote: VoteRecord) -> dict[str, Any]:
     """The result: absolute majority of the votes cast (abstentions do not count)."""
     counts = {"for": 0, "against": 0, "abstain": 0, "not_voting": 0}
     for ballot in vote.ballots.values():
@@ -206,6 +208,10 @@ def apply(state: SittingState, event: Event) -> bool:
         state.in_chamber.add(data["member"])
     elif kind == "chamber_departure":
         state.in_chamber.discard(data["member"])
+    elif kind == "member_enrolled":
+        state.members[data["member"]] = Member(data["member"], data["name"], data.get("group"))
+        if data.get("role") == "chair" and state.chair is None:
+            state.chair = data["member"]
     elif kind == "member_connected":
         state.connected.add(data["member"])
     elif kind in ("member_left", "connection_lost"):

@@ -111,6 +111,7 @@ def apply(state: SittingState, event: Event) -> bool:
             state.waiting.append(data["seat"])
     elif kind == "admitted":
         state.waiting = [s for s in state.waiting if s != data["seat"]]
+        state.admitted.add(data["seat"])
     elif kind == "hand_raised":
         hand = Hand(data["seat"], bool(data["point_of_order"]), event.at)
         if hand.point_of_order:  # a point of order jumps the queue, behind earlier points of order

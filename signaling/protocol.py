@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from .protocol_sitting import SittingCommand, SittingState
+from .protocol_sitting import Notice, SittingCommand, SittingState, WaitingRoom
 from .protocol_types import Kind, Role, Source, _Message
 
 __all__ = ["Kind", "Role", "Source"]
@@ -200,6 +200,8 @@ ServerMessage = Annotated[
     | SubscribeOffer
     | ActiveSpeaker
     | SittingState
+    | WaitingRoom
+    | Notice
     | Error,
     Field(discriminator="type"),
 ]

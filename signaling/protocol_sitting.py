@@ -272,3 +272,16 @@ class SittingState(_Message):
     quorum: QuorumInfo
     votes: list[VoteInfo]
     waiting: list[str]
+
+
+class WaitingRoom(_Message):
+    """The sitting is locked: wait until the chair admits you."""
+
+    type: Literal["waiting_room"] = "waiting_room"
+
+
+class Notice(_Message):
+    """A message for the chair and secretaries (quorum lost...), or for one member."""
+
+    type: Literal["notice"] = "notice"
+    message: str

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ValidationError
 from sfu.errors import NegotiationError
 
 from . import protocol as p
+from .assembly import Refused
+from .protocol_sitting import SittingCommand, WaitingRoom
 from .tokens import TokenError
 
 if TYPE_CHECKING:
@@ -41,7 +43,9 @@ class Session:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=self.limits.send_queue)
         self.sitting: Sitting | None = None
         self.seat: Seat | None = None
-        self.joined = False
+        self.joined = False  # the invitation was accepted
+        self.media_ready = False  # admitted: transports exist, welcome sent
+        self._left_cleanly = False
         self.send_transport_id = f"c{self.number}-send"
         self.recv_transport_id = f"c{self.number}-recv"
         self._renegotiate_wanted = False
@@ -131,9 +135,12 @@ class Session:
         if not self.joined and not isinstance(message, p.Hello):
             self.error("not_ready", "the first message must be hello", fatal=True)
             return
+        if self.joined and not self.media_ready and not isinstance(message, (p.Hello, p.Leave)):
+            self.error("not_ready", "waiting for the chair to admit you")
+            return
         try:
             await self._dispatch(message)
-        except NegotiationError as exc:
+        except (NegotiationError, Refused) as exc:
             self.error(exc.code, exc.message)  # type: ignore[arg-type]
         except Exception:
             log.exception("connection %d: handling %s failed", self.number, type(message).__name__)
@@ -160,14 +167,21 @@ class Session:
         elif isinstance(message, p.Unpublish):
             router.unpublish(self.send_transport_id, message.source)
         elif isinstance(message, p.SetSourceMuted):
-            sitting.set_muted(seat, message.source, message.muted)
+            refusal = await sitting.set_muted(seat, message.source, message.muted)
+            if refusal:
+                self.error("forbidden", refusal)
         elif isinstance(message, p.SubscribeAnswer):
             await router.subscribe_answer(self.recv_transport_id, message.revision, message.sdp)
             self._negotiating = False
             if self._renegotiate_wanted:
                 self.renegotiate()
         elif isinstance(message, p.Leave):
+            self._left_cleanly = True
             self.close_soon("left")
+        elif isinstance(message, SittingCommand):
+            if seat.role in ("public", "technician"):
+                raise Refused("forbidden", f"{message.type}: not allowed for the role {seat.role}")
+            await sitting.command(seat, message)
 
     async def _hello(self, hello: p.Hello) -> None:
         if self.joined:
@@ -186,24 +200,43 @@ class Session:
             self.error("wrong_sitting", "this invitation is for a sitting this server does not hold", fatal=True)
             return
         seat = sitting.seat(invitation.seat, invitation.name, invitation.role)
+        if seat.id in sitting.state.removed:
+            self.error("forbidden", "the chair removed you from this sitting", fatal=True)
+            return
         if seat.session is not None:
             previous = seat.session
             previous.error("replaced", "you joined from another window", fatal=True)
-            await sitting.detach(seat, previous)
+            await sitting.detach(seat, previous, "replaced")
         self.sitting, self.seat = sitting, seat
+        self.joined = True
+        if sitting.must_wait(seat):
+            seat.session = self
+            self.send(WaitingRoom())
+            await sitting.server_event("waiting", seat=seat.id)
+            return
+        await self._enter()
+
+    def admit(self) -> None:
+        """The chair admitted this waiting member: enter the sitting."""
+        if self.joined and not self.media_ready and self._closing is None:
+            self._spawn(self._enter())
+
+    async def _enter(self) -> None:
+        assert self.sitting is not None and self.seat is not None
+        sitting, seat = self.sitting, self.seat
         sitting.router.create_send_transport(self.send_transport_id)
         sitting.router.create_recv_transport(self.recv_transport_id)
-        sitting.attach(seat, self)
-        self.joined = True
+        self.media_ready = True
         log.info("seat %s joined sitting %s as %s", seat.id, sitting.id, seat.role)
         self.send(
             p.Welcome(
-                you=seat.info(),
+                you=sitting.participant(seat),
                 sitting=sitting.info(),
                 participants=[x for x in sitting.participants() if x.id != seat.id],
                 ice_servers=[p.IceServer(**s.model_dump()) for s in self.hub.settings.ice.servers],
             )
         )
+        await sitting.attach(seat, self)
         if sitting.subscribe_to_all(seat):
             self.renegotiate()
         self._spawn(self._watch_media())
@@ -266,4 +299,4 @@ class Session:
         for task in list(self._tasks):
             task.cancel()
         if self.sitting is not None and self.seat is not None:
-            await self.sitting.detach(self.seat, self)
+            await self.sitting.detach(self.seat, self, "left" if self._left_cleanly else "lost")

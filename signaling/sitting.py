@@ -1,20 +1,32 @@
-"""A sitting: its seats (who may join, with which role), who is connected, and its Router.
+"""A sitting: its seats, its Router, and the rules it runs by.
 
-The policy of who receives what lives here: every connected member receives
-every other member's published tracks. The SFU (``sfu.Router``) only executes.
+Policy lives here and in :mod:`signaling.rules`: every member receives every
+other member's published tracks; commands go through the pure rules, their
+events are journalled (committed before anyone is told) and applied, and the
+effects carried out: media paused in the SFU, people admitted or disconnected,
+the chair warned. The SFU (``sfu.Router``) only executes.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
 from sfu.router import ProducerInfo, Router
 
 from . import protocol as p
+from . import rules
+from .assembly import Actor, Admit, Decision, Disconnect, Event, Warn
+from .moderation import self_unmute_refusal
+from .protocol_sitting import Notice, SittingCommand
+from .sitting_state import SittingState
+from .sitting_view import snapshot
 
 if TYPE_CHECKING:
     from .session import Session
@@ -22,6 +34,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCES: tuple[p.Source, ...] = ("mic", "camera", "screen")
+MEMBER_ROLES = ("chair", "secretary", "councillor")
+
+
+class EventLog(Protocol):
+    """Where events are made durable (:class:`signaling.journal.Journal`)."""
+
+    async def append(
+        self, sitting: str, actor: str, type: str, data: Mapping[str, Any], at: datetime | None = None
+    ) -> Any: ...
 
 
 @dataclass
@@ -32,24 +53,21 @@ class Seat:
     name: str
     role: p.Role
     session: Session | None = None
-    muted: dict[str, bool] = field(default_factory=dict)
+    muted: dict[str, bool] = field(default_factory=dict)  # muted by the member themself
     published: set[str] = field(default_factory=set)
-
-    def info(self) -> p.ParticipantInfo:
-        return p.ParticipantInfo(
-            id=self.id,
-            name=self.name,
-            role=self.role,
-            connected=self.session is not None,
-            sources=[p.SourceState(source=s, muted=self.muted.get(s, False)) for s in SOURCES if s in self.published],
-        )
+    paused: dict[str, bool] = field(default_factory=dict)  # what the SFU was last told
 
 
 class Sitting:
-    def __init__(self, sitting_id: str, title: str, router: Router) -> None:
+    def __init__(
+        self, sitting_id: str, title: str, router: Router, state: SittingState, journal: EventLog, auto_enrol: bool
+    ) -> None:
         self.id = sitting_id
         self.title = title
         self.router = router
+        self.state = state
+        self.journal = journal
+        self.auto_enrol = auto_enrol  # no roster: members are enrolled as they first join
         self.seats: dict[str, Seat] = {}
         router.on("producer_added", self._on_producer_added)
         router.on("producer_closed", self._on_producer_closed)
@@ -65,22 +83,95 @@ class Sitting:
             seat = self.seats[seat_id] = Seat(seat_id, name, role)
         return seat
 
+    def muted(self, seat: Seat, source: str) -> bool:
+        return seat.muted.get(source, False) or (seat.id, source) in self.state.forced_muted
+
+    def participant(self, seat: Seat) -> p.ParticipantInfo:
+        return p.ParticipantInfo(
+            id=seat.id,
+            name=seat.name,
+            role=seat.role,
+            connected=seat.session is not None,
+            sources=[p.SourceState(source=s, muted=self.muted(seat, s)) for s in SOURCES if s in seat.published],
+        )
+
     def sessions(self) -> list[Session]:
         return [s.session for s in self.seats.values() if s.session is not None]
 
     def participants(self) -> list[p.ParticipantInfo]:
-        return [seat.info() for seat in self.seats.values() if seat.session is not None]
+        return [self.participant(seat) for seat in self.seats.values() if seat.session is not None]
 
     def broadcast(self, message: BaseModel, skip: Seat | None = None) -> None:
         for seat in self.seats.values():
-            if seat.session is not None and seat is not skip:
+            if seat.session is not None and seat is not skip and seat.session.joined:
                 seat.session.send(message)
+
+    # ------------------------------------------------------------------ the rules
+
+    async def record(self, decision: Decision) -> None:
+        """Journal, apply, and carry out a decision; then tell everyone."""
+        for event in decision.events:
+            await self._commit(event)
+        watch = rules.quorum_watch(self.state, time.time())
+        for event in watch.events:
+            await self._commit(event)
+        for effect in [*decision.effects, *watch.effects]:
+            await self._carry_out(effect)
+        self._sync_media()
+        self.broadcast(snapshot(self.state))
+
+    async def _commit(self, event: Event) -> None:
+        at = datetime.fromtimestamp(event.at or time.time(), UTC)
+        await self.journal.append(self.id, event.actor, event.type, event.data, at=at)
+        rules.apply(self.state, event)
+
+    async def server_event(self, kind: str, **data: Any) -> None:
+        await self.record(Decision(events=[Event(kind, data, "server", time.time())]))
+
+    async def command(self, seat: Seat, command: SittingCommand) -> None:
+        """A command from a member: checked by the rules (raises Refused), then recorded."""
+        decision = rules.decide(self.state, Actor(seat.id, seat.role), command, time.time())
+        await self.record(decision)
+
+    async def _carry_out(self, effect: Disconnect | Admit | Warn) -> None:
+        if isinstance(effect, Disconnect):
+            target = self.seats.get(effect.seat)
+            if target is not None and target.session is not None:
+                target.session.error("forbidden", effect.reason, fatal=True)
+        elif isinstance(effect, Admit):
+            target = self.seats.get(effect.seat)
+            if target is not None and target.session is not None:
+                target.session.admit()
+        elif isinstance(effect, Warn):
+            for seat in self.seats.values():
+                if seat.session is not None and seat.role in ("chair", "secretary"):
+                    seat.session.send(Notice(message=effect.message))
+
+    def _sync_media(self) -> None:
+        """Make the SFU drop exactly the sources that are muted, by the member or the chair."""
+        for seat in self.seats.values():
+            for source in seat.published:
+                want = self.muted(seat, source)
+                if seat.paused.get(source) != want:
+                    seat.paused[source] = want
+                    self.router.set_paused(seat.id, source, want)
+                    self.broadcast(p.ParticipantUpdated(participant=self.participant(seat)))
 
     # ------------------------------------------------------------------ membership
 
-    def attach(self, seat: Seat, session: Session) -> None:
+    def must_wait(self, seat: Seat) -> bool:
+        return self.state.locked and seat.role not in ("chair", "secretary") and seat.id not in self.state.admitted
+
+    async def attach(self, seat: Seat, session: Session) -> None:
         seat.session = session
-        self.broadcast(p.ParticipantJoined(participant=seat.info()), skip=seat)
+        self.broadcast(p.ParticipantJoined(participant=self.participant(seat)), skip=seat)
+        if seat.role in MEMBER_ROLES:
+            if seat.id not in self.state.members and self.auto_enrol:
+                await self.server_event("member_enrolled", member=seat.id, name=seat.name, role=seat.role)
+            if seat.id in self.state.members:
+                await self.server_event("member_connected", member=seat.id)
+                return
+        session.send(snapshot(self.state))
 
     def subscribe_to_all(self, seat: Seat) -> bool:
         """Consume every other member's producers on ``seat``'s receiving transport."""
@@ -94,20 +185,34 @@ class Sitting:
                 changed = True
         return changed
 
-    async def detach(self, seat: Seat, session: Session) -> None:
+    async def detach(self, seat: Seat, session: Session, reason: str) -> None:
         """A connection ended: release its media, keep the seat for a later rejoin."""
         if seat.session is not session:
             return
         seat.session = None
         seat.published.clear()
+        seat.paused.clear()
         await self.router.close_transport(session.send_transport_id)
         await self.router.close_transport(session.recv_transport_id)
         self.broadcast(p.ParticipantLeft(participant_id=seat.id))
+        if seat.id in self.state.waiting:
+            self.state.waiting.remove(seat.id)
+        if seat.id in self.state.connected:
+            await self.server_event("member_left" if reason == "left" else "connection_lost", member=seat.id)
 
-    def set_muted(self, seat: Seat, source: p.Source, muted: bool) -> None:
+    async def set_muted(self, seat: Seat, source: p.Source, muted: bool) -> str | None:
+        """A member mutes or unmutes themself; returns why not, when refused."""
+        if not muted:
+            refusal = self_unmute_refusal(self.state, seat.id, source)
+            if refusal:
+                return refusal
         seat.muted[source] = muted
-        self.router.set_paused(seat.id, source, muted)
-        self.broadcast(p.ParticipantUpdated(participant=seat.info()))
+        if not muted and (seat.id, source) in self.state.forced_muted:
+            # allowed: the member lifts the chair's mute themself, and the journal says so
+            await self.record(Decision(events=[Event("unmuted", {"seat": seat.id, "source": source}, seat.id)]))
+        self._sync_media()
+        self.broadcast(p.ParticipantUpdated(participant=self.participant(seat)))
+        return None
 
     # ------------------------------------------------------------------ router events
 
@@ -115,12 +220,11 @@ class Sitting:
         owner = self.seats.get(info.owner)
         if owner is not None:
             owner.published.add(info.source)
-            if owner.muted.get(info.source):
-                self.router.set_paused(owner.id, info.source, True)
-            self.broadcast(p.ParticipantUpdated(participant=owner.info()))
+            self._sync_media()
+            self.broadcast(p.ParticipantUpdated(participant=self.participant(owner)))
         for seat in self.seats.values():
             session = seat.session
-            if session is not None and seat.id != info.owner and session.joined:
+            if session is not None and seat.id != info.owner and session.media_ready:
                 self.router.consume(session.recv_transport_id, info.id)
                 session.renegotiate()
 
@@ -128,9 +232,10 @@ class Sitting:
         owner = self.seats.get(info.owner)
         if owner is not None and owner.session is not None:
             owner.published.discard(info.source)
-            self.broadcast(p.ParticipantUpdated(participant=owner.info()))
+            owner.paused.pop(info.source, None)
+            self.broadcast(p.ParticipantUpdated(participant=self.participant(owner)))
         for seat in self.seats.values():
-            if seat.session is not None and seat.id != info.owner and seat.session.joined:
+            if seat.session is not None and seat.id != info.owner and seat.session.media_ready:
                 seat.session.renegotiate()
 
     def _on_active_speaker(self, owner: str | None) -> None:

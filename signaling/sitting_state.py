@@ -7,6 +7,7 @@ It is rebuilt after a restart by applying the journal's events in order
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .regimes import DEFAULT_REGIME, REGIMES, ItemKind, Regime, SittingMode
 
@@ -48,7 +49,7 @@ class VoteRecord:
     opened_at: float
     ballots: dict[str, Ballot] = field(default_factory=dict)
     closed_at: float | None = None
-    result: dict[str, object] | None = None
+    result: dict[str, Any] | None = None
 
     @property
     def open(self) -> bool:
@@ -78,6 +79,7 @@ class SittingState:
     # moderation
     locked: bool = False
     waiting: list[str] = field(default_factory=list)
+    admitted: set[str] = field(default_factory=set)
     removed: set[str] = field(default_factory=set)
     hands: list[Hand] = field(default_factory=list)
     floor: str | None = None

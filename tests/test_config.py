@@ -54,3 +54,13 @@ def test_every_setting_is_documented() -> None:
     text = DOC.read_text(encoding="utf-8")
     missing = [key for key in _keys(Settings) if f"`{key}`" not in text]
     assert not missing
+
+
+def test_the_documented_example_is_valid() -> None:
+    import re
+    import tomllib
+
+    example = re.search(r"```toml\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    assert example is not None
+    settings = Settings(**tomllib.loads(example.group(1)))
+    assert settings.sittings[0].regime == "intercommunal"

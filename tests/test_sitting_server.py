@@ -1,0 +1,133 @@
+"""The sitting's rules through the real server: enforced mute, votes, and a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from config import Settings
+from signaling.app import HUB, create_app
+from tests.peers import Peer
+from tests.test_media_relay import wait_for
+
+pytestmark = pytest.mark.asyncio
+
+
+def last(peer: Peer, kind: str) -> dict[str, Any]:
+    return next(m for m in reversed(peer.messages) if m["type"] == kind)
+
+
+async def command(peer: Peer, message: dict[str, Any]) -> None:
+    await peer.send(message)
+    await asyncio.sleep(0.2)
+
+
+async def test_a_client_ignoring_its_mute_is_not_heard(server) -> None:  # type: ignore[no-untyped-def]
+    chair = Peer(server.base_url, server.token("Maire", role="chair"), "red", 440)
+    loud = Peer(server.base_url, server.token("Bavard"), "green", 660)
+    listener = Peer(server.base_url, server.token("Auditrice"), "blue", 880)
+    try:
+        for peer in (chair, loud, listener):
+            await peer.join()
+            await peer.publish(video=False)
+        await wait_for(lambda: listener.received.get(loud.me or "") is not None and listener.received[loud.me or ""].audio_frames > 50)
+        mic = next(p for p in server.router.producers.values() if server.router.owners[p.id] == loud.me and p.kind == "audio")
+        # the chair mutes: the browser is never asked; it keeps sending (aiortc peer ignores it)
+        await command(chair, {"type": "mute", "participant_id": loud.me, "source": "mic"})
+        assert mic.paused
+        sent_before = {c: c.packets_out for c in mic.consumers}
+        incoming_before = mic.packets_in
+        await asyncio.sleep(0.5)  # frames already in flight or in the jitter buffer
+        heard_before = listener.received[loud.me or ""].audio_frames
+        await asyncio.sleep(2)
+        assert mic.packets_in > incoming_before + 20  # it really keeps sending
+        assert all(c.packets_out == sent_before[c] for c in mic.consumers)  # nobody receives it
+        assert listener.received[loud.me or ""].audio_frames == heard_before
+        assert server.hub.sittings["demo"].router.speaker_observer.speaker is not mic
+        state = last(listener, "participant_updated")
+        assert state["participant"]["sources"][0] == {"source": "mic", "muted": True}
+        # a member may not lift the chair's mute once the chair forbids it
+        await command(chair, {"type": "set_self_unmute", "allowed": False})
+        await command(loud, {"type": "set_muted", "source": "mic", "muted": False})
+        assert last(loud, "error")["code"] == "forbidden" and mic.paused
+        # the chair gives the floor: unmuted
+        await command(chair, {"type": "give_floor", "participant_id": loud.me})
+        assert not mic.paused
+    finally:
+        for peer in (chair, loud, listener):
+            await peer.close()
+
+
+async def test_councillor_cannot_run_the_sitting_and_public_cannot_vote(server) -> None:  # type: ignore[no-untyped-def]
+    member = Peer(server.base_url, server.token("Élu"), "red", 440)
+    viewer = Peer(server.base_url, server.token("Citoyen", role="public"), "red", 440)
+    try:
+        await member.join()
+        await viewer.join()
+        for message in ({"type": "mute", "participant_id": viewer.me}, {"type": "open_vote", "question": "?"}):
+            await command(member, message)
+            assert last(member, "error")["code"] == "forbidden"
+        await command(viewer, {"type": "raise_hand"})
+        assert last(viewer, "error")["code"] == "forbidden"
+        journal = server.hub.sittings["demo"].journal
+        assert not [e for e in journal.entries("demo") if e.type in ("muted", "vote_opened", "hand_raised")]
+    finally:
+        await member.close()
+        await viewer.close()
+
+
+async def _run(settings: Settings) -> tuple[web.AppRunner, str]:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+
+async def test_a_restart_mid_sitting_keeps_roll_proxies_votes_and_journal(tmp_path: Path) -> None:
+    settings = Settings(port=0, data_dir=tmp_path, demo=False)
+    runner, base = await _run(settings)
+    hub = runner.app[HUB]
+    names = ["Maire", "Adjointe", "Conseiller", "Conseillère"]
+    tokens = [hub.signer.mint("demo", n, "chair" if i == 0 else "councillor", 3600) for i, n in enumerate(names)]
+    peers = [Peer(base, t) for t in tokens]
+    for peer in peers:
+        await peer.join()
+    chair, a, b, c = peers
+    await command(c, {"type": "give_proxy", "holder_id": b.me})
+    await command(chair, {"type": "set_item", "item_id": "2"})
+    await command(chair, {"type": "open_vote", "question": "Adopter la subvention ?"})
+    await command(a, {"type": "cast_vote", "choice": "for"})
+    await command(b, {"type": "cast_vote", "choice": "against"})
+    before = [(e.seq, e.type, e.hash) for e in hub.sittings["demo"].journal.entries("demo")]
+    for peer in peers:
+        await peer.close()
+    await runner.cleanup()
+
+    runner, base = await _run(settings)  # same data directory: a restart
+    hub = runner.app[HUB]
+    state = hub.sittings["demo"].state
+    assert state.proxies == {c.me: b.me}
+    vote = state.open_vote
+    assert vote is not None and {m: x.choice for m, x in vote.ballots.items()} == {a.me: "for", b.me: "against"}
+    assert state.connected == set()  # connections did not survive, and the journal says so
+    after = hub.sittings["demo"].journal.entries("demo")
+    assert [(e.seq, e.type, e.hash) for e in after[: len(before)]] == before
+    # the vote goes on after the restart: b votes for c by proxy, the chair closes it
+    peers = [Peer(base, t) for t in tokens]
+    for peer in peers[:3]:
+        await peer.join()
+    await command(peers[2], {"type": "cast_vote", "choice": "against", "on_behalf_of": c.me})
+    await command(peers[0], {"type": "cast_vote", "choice": "for"})
+    await command(peers[0], {"type": "close_vote"})
+    result = state.votes[-1].result
+    assert result is not None and (result["votes_for"], result["votes_against"]) == (2, 2)
+    assert result["adopted"] is True and result["casting_vote"] is True  # the chair's vote prevails
+    for peer in peers[:3]:
+        await peer.close()
+    await runner.cleanup()
