@@ -83,8 +83,6 @@ class Consumer:
         self.on_close: list[Callable[[Consumer], None]] = []
         slot.consumer = self
         producer.consumers.add(self)
-        if producer.kind == "video":
-            producer.request_keyframe()
 
     # ------------------------------------------------------------------ forwarding
 
@@ -123,6 +121,9 @@ class Consumer:
         if self._send(packet):
             self.packets_out += 1
             self.bytes_out += len(packet)
+        elif self.packets_out == 0:
+            self.waiting_sync = True  # the leg is not up yet: start again on a later keyframe
+            return
         if ((seq - slot.last_seq) & 0xFFFF) < 0x8000:
             slot.last_seq = seq
             slot.last_ts = ts

@@ -127,7 +127,7 @@ class Producer:
     # ------------------------------------------------------------------ feedback upstream
 
     def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per 500 ms."""
+        """Ask the publisher for a keyframe, at most once per 500 ms (a later request waits)."""
         if self.kind != "video" or self.ssrc is None or self.closed:
             return
         now = time.monotonic()

@@ -212,6 +212,8 @@ class Router(AsyncIOEventEmitter):
         if slot is None:
             slot = transport.add_slot(producer.kind)
         Consumer(f"{transport_id}-c{next(self._ids)}", producer, slot, transport.send)
+        if transport.connected and slot.writer is not None and producer.kind == "video":
+            producer.request_keyframe()  # otherwise asked for when the leg connects: sooner is wasted
         return added
 
     def stop_consuming(self, transport_id: str, producer_id: str) -> None:
@@ -227,15 +229,15 @@ class Router(AsyncIOEventEmitter):
             if slot.consumer is not None:
                 producer = slot.consumer.producer
                 stream_ids[slot] = (producer.spec.stream_id, f"{producer.id}-{slot.kind}")
-        sdp = await transport.create_offer(stream_ids)
-        return SubscribeOfferInfo(transport.revision, sdp, self.slot_table(transport_id))
+        sdp, offered = await transport.create_offer(stream_ids)
+        return SubscribeOfferInfo(transport.revision, sdp, self._slot_table(offered))
 
     async def subscribe_answer(self, transport_id: str, revision: int, sdp: str) -> None:
         await self._recv_transport(transport_id).accept_answer(revision, sdp)
 
-    def slot_table(self, transport_id: str) -> list[SlotInfo]:
+    def _slot_table(self, slots: list[Slot]) -> list[SlotInfo]:
         table = []
-        for slot in self._recv_transport(transport_id).slots:
+        for slot in slots:
             consumer = slot.consumer
             if consumer is None:
                 table.append(SlotInfo(slot.mid, slot.kind, None, None, None))

@@ -51,8 +51,14 @@ class Transport:
         self.pc.on("connectionstatechange", self._on_state)
 
     def _on_state(self) -> None:
-        if self.pc.connectionState == "failed" and self.on_failed is not None and not self.closed:
+        state = self.pc.connectionState
+        if state == "failed" and self.on_failed is not None and not self.closed:
             self.on_failed(self)
+        elif state == "connected":
+            self.on_connected()
+
+    def on_connected(self) -> None:
+        pass
 
     @property
     def connected(self) -> bool:
@@ -242,22 +248,36 @@ class RecvTransport(Transport):
         self.slots.append(slot)
         return slot
 
+    def on_connected(self) -> None:
+        """Media can flow now: consumers waiting for a keyframe ask for one at once."""
+        for slot in self.slots:
+            consumer = slot.consumer
+            if consumer is not None and consumer.waiting_sync and consumer.producer.kind == "video":
+                consumer.producer.request_keyframe()
+
     def send(self, packet: bytes) -> bool:
         if self.downstream_drop is not None and self.downstream_drop():
             return True  # counted as sent: the loss is on the wire
         return self._send(packet)
 
-    async def create_offer(self, stream_ids: dict[Slot, tuple[str, str]]) -> str:
-        """A new offer for the whole slot table; ``stream_ids`` gives each busy slot's msid."""
+    async def create_offer(self, stream_ids: dict[Slot, tuple[str, str]]) -> tuple[str, list[Slot]]:
+        """A new offer; ``stream_ids`` gives each busy slot's msid.
+
+        Returns the SDP and the slots it describes, taken at once after the offer
+        is set: a slot added meanwhile has no mid yet and waits for the next offer.
+        """
         for slot, (stream_id, track_id) in stream_ids.items():
             glue.set_stream_id(slot.handle, stream_id, track_id)
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
+        offered = []
         for slot in self.slots:
-            slot.mid = slot.handle.mid
+            if slot.handle.mid is not None:
+                slot.mid = slot.handle.mid
+                offered.append(slot)
         self.revision += 1
         self.pending_revision = self.revision
-        return self.pc.localDescription.sdp
+        return self.pc.localDescription.sdp, offered
 
     async def accept_answer(self, revision: int, sdp: str) -> None:
         if revision != self.pending_revision:
@@ -283,6 +303,8 @@ class RecvTransport(Transport):
             self._send = glue.make_sender(dtls)
             dtls.rtcp_tap = self._on_rtcp
         self._start_ticking()
+        if self.connected:  # new slots on a live connection: their consumers need a keyframe now
+            self.on_connected()
 
     def _on_rtcp(self, data: bytes) -> None:
         """Standard FIRs name their target in the FCI, which aiortc does not route: do it here."""

@@ -254,18 +254,20 @@ class Session:
         assert self.sitting is not None
         self._renegotiate_wanted = False
         router = self.sitting.router
-        if not router.has_transport(self.recv_transport_id):
-            return
         try:
+            if not router.has_transport(self.recv_transport_id):
+                self._negotiating = False
+                return
             info = await router.subscribe_offer(self.recv_transport_id)
+            slots = [
+                p.Slot(mid=s.mid, kind=s.kind, participant_id=s.owner, source=s.source)  # type: ignore[arg-type]
+                for s in info.slots
+            ]
+            self.send(p.SubscribeOffer(revision=info.revision, sdp=info.sdp, slots=slots))
         except Exception:
+            # never leave the member without further offers: the next change retries
             self._negotiating = False
             raise
-        slots = [
-            p.Slot(mid=s.mid, kind=s.kind, participant_id=s.owner, source=s.source)  # type: ignore[arg-type]
-            for s in info.slots
-        ]
-        self.send(p.SubscribeOffer(revision=info.revision, sdp=info.sdp, slots=slots))
 
     # ------------------------------------------------------------------ liveness and leaving
 
