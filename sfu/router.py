@@ -106,6 +106,10 @@ class Router(AsyncIOEventEmitter):
     def has_transport(self, transport_id: str) -> bool:
         return transport_id in self.transports
 
+    def is_publishing(self, transport_id: str) -> bool:
+        transport = self.transports.get(transport_id)
+        return isinstance(transport, SendTransport) and bool(transport.by_mid)
+
     def transport_connected(self, transport_id: str) -> bool:
         transport = self.transports.get(transport_id)
         return transport is not None and transport.connected

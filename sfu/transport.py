@@ -52,8 +52,8 @@ class Transport:
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
-        if state == "failed" and self.on_failed is not None and not self.closed:
-            self.on_failed(self)
+        if state in ("failed", "closed") and self.on_failed is not None and not self.closed:
+            self.on_failed(self)  # closed without us closing it: ICE consent expired
         elif state == "connected":
             self.on_connected()
 

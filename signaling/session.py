@@ -272,7 +272,11 @@ class Session:
     # ------------------------------------------------------------------ liveness and leaving
 
     async def _watch_media(self) -> None:
-        """Drop a member whose publishing connection went silent (tab killed, network lost)."""
+        """Drop a member whose publishing connection went silent (tab killed, network lost).
+
+        Silence counts once the member publishes, whatever aiortc thinks of the
+        connection: an ICE consent failure can leave it neither failed nor closed.
+        """
         assert self.sitting is not None
         timeout = self.hub.settings.media.rtcp_silence_timeout
         router = self.sitting.router
@@ -281,7 +285,7 @@ class Session:
             last = router.last_activity(self.send_transport_id)
             if last is None:
                 return
-            if router.transport_connected(self.send_transport_id) and time.monotonic() - last > timeout:
+            if router.is_publishing(self.send_transport_id) and time.monotonic() - last > timeout:
                 log.info("connection %d: no media for %.0f s", self.number, timeout)
                 self.close_soon("media silent")
                 await self.ws.close()

@@ -142,3 +142,32 @@ async def _ghost_offer() -> str:
 
 class _Nothing:
     counters: list[int] = []
+
+
+@pytest.fixture
+def settings(tmp_path):  # type: ignore[no-untyped-def]
+    from config import Settings
+
+    return Settings(port=0, data_dir=tmp_path, demo=False, media={"rtcp_silence_timeout": 2.0})
+
+
+async def test_a_member_whose_media_goes_silent_is_dropped_and_others_stay(server) -> None:  # type: ignore[no-untyped-def]
+    stayer = Peer(server.base_url, server.token("Reste"), "red", 440)
+    lost = Peer(server.base_url, server.token("Perdu"), "blue", 880)
+    await stayer.join()
+    await stayer.publish(video=False)
+    await lost.join()
+    await lost.publish(video=False)
+    await wait_for(lambda: len(stayer.received.get(lost.me or "", _Nothing).counters) == 0 and lost.me in stayer.participants)
+    assert lost.publish_pc is not None
+    # the network is gone: the client's UDP sockets stop, nothing says goodbye, the WebSocket stays
+    ice = lost.publish_pc.getTransceivers()[0].sender.transport.transport
+    for protocol in ice._connection._protocols:
+        protocol.transport.close()
+    await wait_for(lambda: lost.me not in stayer.participants, timeout=10)
+    seat = server.hub.sittings["demo"].seats[lost.me or ""]
+    assert seat.session is None  # its media resources are released, its seat kept
+    assert any(e.type == "connection_lost" for e in server.hub.sittings["demo"].journal.entries("demo"))
+    assert server.router.counts()["producers"] == 1
+    await stayer.close()
+    await lost.close()

@@ -88,7 +88,13 @@ class Councillor:
         shutil.rmtree(self.user_data_dir, ignore_errors=True)
 
 
-async def launch_chromium(pw: Playwright, name: str, y4m: Path | None = None, wav: Path | None = None) -> Councillor:
+async def launch_chromium(
+    pw: Playwright,
+    name: str,
+    y4m: Path | None = None,
+    wav: Path | None = None,
+    viewport: tuple[int, int] = (1280, 800),
+) -> Councillor:
     user_data_dir = Path(tempfile.mkdtemp(prefix=f"hemicycle-chromium-{name}-"))
     context = await pw.chromium.launch_persistent_context(
         str(user_data_dir),
@@ -98,7 +104,7 @@ async def launch_chromium(pw: Playwright, name: str, y4m: Path | None = None, wa
         # Playwright mutes audio by default; the analyser does not need the speakers, but a
         # muted element must not be the reason a remote track is silent.
         ignore_default_args=["--mute-audio"],
-        viewport={"width": 1280, "height": 800},
+        viewport={"width": viewport[0], "height": viewport[1]},
     )
     page = context.pages[0] if context.pages else await context.new_page()
     c = Councillor(name, context, page, user_data_dir)
@@ -265,3 +271,113 @@ async def wait_until(predicate, timeout: float, interval: float = 0.5, what: str
         if loop.time() >= deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
         await asyncio.sleep(interval)
+
+
+# ------------------------------------------------------------------ per-slot probes (member controls)
+
+# inbound-rtp counters of the subscribing connection, keyed "participant|source|kind" through
+# the client's own slot table (mid -> participant/source), so screen shares and audio count too.
+INBOUND_STATS_JS = """async () => {
+  const conn = window.hemicycle?.connection;
+  const pc = conn?.subscribePc;
+  if (!pc) return null;
+  const byMid = {};
+  for (const t of conn.remoteTracks()) byMid[String(t.mid)] = `${t.participantId}|${t.source}|${t.kind}`;
+  const out = {};
+  (await pc.getStats()).forEach(s => {
+    if (s.type !== 'inbound-rtp') return;
+    const key = byMid[String(s.mid)];
+    if (!key) return;
+    out[key] = {mid: String(s.mid), packets: s.packetsReceived || 0, bytes: s.bytesReceived || 0,
+                frames: s.framesDecoded || 0, energy: s.totalAudioEnergy ?? null};
+  });
+  return out;
+}"""
+
+# Loudest spectral bin (dB) and its frequency over a few reads of a remote <audio>'s stream.
+AUDIO_PEAK_JS = """async ([id, reads]) => {
+  const el = document.querySelector(
+    `audio[data-participant-id="${CSS.escape(id)}"][data-source="mic"]`);
+  const stream = el && el.srcObject;
+  if (!stream || stream.getAudioTracks().length === 0) return null;
+  const ctx = new AudioContext();
+  await Promise.race([ctx.resume(), new Promise(r => setTimeout(r, 2000))]);
+  if (ctx.state !== 'running') { await ctx.close(); return null; }
+  const src = ctx.createMediaStreamSource(stream);
+  const an = ctx.createAnalyser();
+  an.fftSize = 8192; an.smoothingTimeConstant = 0;
+  src.connect(an);
+  const buf = new Float32Array(an.frequencyBinCount);
+  const binHz = ctx.sampleRate / an.fftSize;
+  let peakDb = -200, peakHz = null;
+  await new Promise(r => setTimeout(r, 300));
+  for (let k = 0; k < reads; k++) {
+    an.getFloatFrequencyData(buf);
+    for (let i = 1; i < buf.length; i++)
+      if (buf[i] > peakDb) { peakDb = buf[i]; peakHz = i * binHz; }
+    await new Promise(r => setTimeout(r, 150));
+  }
+  src.disconnect(); await ctx.close();
+  return {peak_db: Math.max(peakDb, -200), peak_hz: peakHz};
+}"""
+
+# The remote tiles of every source, with what the member sees on them.
+TILES_JS = """() => [...document.querySelectorAll('figure.tile:not([data-self])')].map(f => {
+  const v = f.querySelector('video');
+  const badge = f.querySelector('.badge-muted');
+  const avatar = f.querySelector('.tile-avatar');
+  return {participant_id: f.dataset.participantId, source: f.dataset.source, video: f.dataset.video,
+          name: f.querySelector('figcaption .tile-name')?.textContent.trim() || '',
+          muted_badge: !!badge && !badge.hidden,
+          avatar: avatar && !avatar.hidden ? avatar.textContent.trim() : null,
+          video_size: v ? [v.videoWidth, v.videoHeight] : null,
+          video_label: v?.getAttribute('aria-label') || null};
+})"""
+
+
+async def inbound_stats(page: Page) -> dict[str, dict[str, Any]] | None:
+    return await page.evaluate(INBOUND_STATS_JS)
+
+
+async def audio_peak(page: Page, participant_id: str, reads: int = 4) -> dict[str, Any] | None:
+    return await page.evaluate(AUDIO_PEAK_JS, [participant_id, reads])
+
+
+async def all_remote_tiles(page: Page) -> list[dict[str, Any]]:
+    return await page.evaluate(TILES_JS)
+
+
+# ------------------------------------------------------------------ the sitting panels (chair console)
+
+# What the "Séance" panel shows, read from the DOM (not from the client's state).
+SITTING_PANEL_JS = """() => {
+  const text = (sel) => document.querySelector(sel)?.textContent.trim() ?? null;
+  const visible = (sel) => { const el = document.querySelector(sel); return !!el && !el.closest('[hidden]'); };
+  return {
+    view: document.body.dataset.view,
+    status: text('#status-line'),
+    current_item: text('#current-item'),
+    floor: document.querySelector('#floor-line')?.dataset.participantId || null,
+    floor_text: text('#floor-line'),
+    timer: visible('#speech-timer') ? text('#speech-timer-text') : null,
+    queue: [...document.querySelectorAll('#queue-list li')].map(li => ({
+      participant_id: li.dataset.participantId, point_of_order: li.dataset.pointOfOrder === 'true'})),
+    quorum: text('#quorum-line'),
+    open_vote: visible('#open-vote') ? {question: text('#open-vote-question'), count: text('#open-vote-count')} : null,
+    chair_panel: visible('#chair-panel'),
+    results: [...document.querySelectorAll('#vote-results .vote-result')].map(r => ({
+      id: r.dataset.voteId, adopted: r.dataset.adopted, casting_vote: r.dataset.castingVote === 'true',
+      question: r.querySelector('.vote-question')?.textContent.trim(),
+      counts: Object.fromEntries([...r.querySelectorAll('.vote-counts li')].map(li =>
+        [li.dataset.choice, Number(li.querySelector('.vote-count').textContent)])),
+      outcome: r.querySelector('.vote-outcome')?.textContent.trim(),
+      rows: [...r.querySelectorAll('tbody tr')].map(tr => ({
+        member_id: tr.dataset.memberId, choice: tr.dataset.choice,
+        cells: [...tr.children].map(c => c.textContent.trim())})),
+    })),
+  };
+}"""
+
+
+async def sitting_panel(page: Page) -> dict[str, Any]:
+    return await page.evaluate(SITTING_PANEL_JS)

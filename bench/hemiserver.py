@@ -1,0 +1,57 @@
+"""Hemicycle's own server (``signaling.cli.main``, i.e. ``python -m signaling serve``), plus
+one read-only bench route, ``GET /bench/stats``, with the SFU's own packet counters.
+
+``python -m bench.hemiserver serve --host 127.0.0.1 --port 0 --secret-file F --no-demo``
+
+Nothing else changes: the same settings, the same uvloop, the same code path. The route
+is served only to 127.0.0.1 and is read twice per measurement window.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from aiohttp import web
+
+import signaling.app
+import signaling.cli as cli
+from signaling.app import HUB, create_app
+
+
+def _counters(app: web.Application) -> dict[str, Any]:
+    out: dict[str, Any] = {"in": {}, "out": {}, "retransmits": 0, "keyframe_requests": 0, "consumers": 0}
+    for sitting in app[HUB].sittings.values():
+        for producer in list(sitting.router.producers.values()):
+            kind = producer.kind
+            out["in"][kind] = out["in"].get(kind, 0) + producer.packets_in
+            out["keyframe_requests"] += producer.keyframe_requests
+            for consumer in list(producer.consumers):
+                out["out"][kind] = out["out"].get(kind, 0) + consumer.packets_out
+                out["retransmits"] += consumer.retransmits
+                out["consumers"] += 1
+    return out
+
+
+async def _stats(request: web.Request) -> web.StreamResponse:
+    if request.remote not in ("127.0.0.1", "::1"):
+        raise web.HTTPNotFound()
+    return web.json_response(_counters(request.app))
+
+
+def _create_app_with_stats(settings: Any) -> web.Application:
+    app = create_app(settings)
+    app.router.add_get("/bench/stats", _stats)
+    return app
+
+
+def main() -> int:
+    # cli may import create_app at module level or lazily from signaling.app: patch both.
+    signaling.app.create_app = _create_app_with_stats
+    if hasattr(cli, "create_app"):
+        cli.create_app = _create_app_with_stats
+    return cli.main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""Relay benchmark: server CPU to forward one publisher to N subscribers, on loopback.
+
+``python -m bench.relay [--n 1 8 32 128] [--baseline-n 1 4 8] [--window 10] ...``
+
+For each server (Hemicycle's SFU, then aiortc's MediaRelay as a baseline) it starts
+the server, one publisher (bench/publisher.py) and one load generator
+(bench/loadgen.py) as separate processes, grows the subscribers to each N, waits a
+warm-up, and measures over a window: CPU (psutil, user+sys) of each process, packets
+counted at the receivers, loss, and the decoded frame counters. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from . import common, report
+from .procs import ROOT, Child, ChildFailed, module_argv, udp_drops
+
+NETNS_MARK = "HEMICYCLE_BENCH_NETNS"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def ensure_private_network(argv: list[str], allow_host: bool) -> str:
+    """Re-exec under ``unshare -n`` when possible; returns how the network is isolated."""
+    if common.in_private_netns():
+        return "private (only lo)"
+    if os.environ.get(NETNS_MARK):
+        raise SystemExit("re-executed under unshare -n, but interfaces other than lo are still visible")
+    if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip"):
+        os.environ[NETNS_MARK] = "1"
+        script = 'ip link set lo up && exec "$@"'
+        os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, "-m", "bench.relay", *argv])
+    if allow_host:
+        log("WARNING: running in the host network namespace (--allow-host-network); ICE stays on 127.0.0.1")
+        return "host (--allow-host-network), ICE restricted to 127.0.0.1"
+    raise SystemExit(
+        "refusing to run: not root (or no unshare/ip) so no private network namespace; "
+        "run as root, under `unshare -rn`, or pass --allow-host-network"
+    )
+
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+def server_stats(url: str | None) -> dict[str, Any] | None:
+    if url is None:
+        return None
+    import json
+
+    try:
+        with urllib.request.urlopen(url + "/bench/stats", timeout=5) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+    except OSError as exc:
+        log(f"server stats unavailable: {exc!r}")
+        return None
+
+
+def mark(children: dict[str, Child], stats_url: str | None) -> dict[str, Any]:
+    lg = children["loadgen"].ask_json("stats", "STATS")
+    wall = time.monotonic()
+    cpu = {name: child.cpu_seconds() for name, child in children.items()}
+    server_times = children["server"].cpu_times()
+    host_busy = busy_seconds()
+    me = psutil.Process().cpu_times()
+    pub = children["publisher"].ask_json("stats", "PUBSTATS")
+    drops = udp_drops({name: child.proc.pid for name, child in children.items()})
+    return {
+        "udp_drops": drops,
+        "wall": wall,
+        "cpu": cpu,
+        "server_times": server_times,
+        "loadgen": lg,
+        "publisher": pub,
+        "host_busy": host_busy,
+        "orchestrator": me.user + me.system,
+        "loadavg": os.getloadavg()[0],
+        "server_stats": server_stats(stats_url),
+    }
+
+
+def busy_seconds() -> float:
+    host = psutil.cpu_times()
+    return host.user + host.nice + host.system + getattr(host, "irq", 0.0) + getattr(host, "softirq", 0.0)
+
+
+def others_cpu(children: dict[str, Child], seconds: float = 1.0) -> float:
+    """CPU (% of one core) used by processes that are not part of the bench, over ``seconds``."""
+    me = psutil.Process()
+
+    def ours() -> float:
+        times = me.cpu_times()
+        return sum(c.cpu_seconds() for c in children.values()) + times.user + times.system
+
+    h0, o0, t0 = busy_seconds(), ours(), time.monotonic()
+    time.sleep(seconds)
+    h1, o1, t1 = busy_seconds(), ours(), time.monotonic()
+    return max(0.0, ((h1 - h0) - (o1 - o0)) / (t1 - t0) * 100)
+
+
+def wait_quiet(children: dict[str, Child], args: argparse.Namespace, deadline: Deadline) -> tuple[float, float]:
+    """Wait (at most --quiet-wait s) until other processes use less than --quiet-threshold % CPU.
+
+    This machine is shared: another session's browser tests can take a whole core.
+    Returns (seconds waited, the last reading).
+    """
+    started = time.monotonic()
+    reading = others_cpu(children)
+    while reading > args.quiet_threshold and time.monotonic() - started < min(args.quiet_wait, deadline.left() - 60):
+        reading = others_cpu(children)
+    return time.monotonic() - started, reading
+
+
+def start_server(
+    kind: str, args: argparse.Namespace, work: Path, children: dict[str, Child]
+) -> tuple[str, str | None, str]:
+    """Start one server (registered in ``children`` at once); returns (base url, stats url, publisher token)."""
+    if kind == "hemicycle":
+        secret = work / "secret.key"
+        module = "bench.hemiserver" if args.server_stats else "signaling"
+        argv = module_argv(
+            module,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--secret-file",
+            str(secret),
+            "--no-demo",
+            "--log-level",
+            args.server_log_level,
+        )
+        env = {"HEMICYCLE_DATA_DIR": str(work), "HEMICYCLE_MEDIA__CAMERA_BITRATE": str(args.bitrate)}
+        child = children["server"] = Child("hemicycle server", argv, str(work / "hemicycle-server.log"), env)
+        url = child.expect("HEMICYCLE READY", 30)
+        invite = module_argv(
+            "signaling",
+            "invite",
+            "--name",
+            "Publisher",
+            "--role",
+            "councillor",
+            "--sitting",
+            "demo",
+            "--secret-file",
+            str(secret),
+            "--base-url",
+            url,
+        )
+        link = subprocess.run(invite, capture_output=True, text=True, check=True, cwd=ROOT, timeout=30).stdout.strip()
+        token = link.split("#token=", 1)[1]
+        return url, (url if args.server_stats else None), token
+    argv = module_argv("bench.mediarelay_server", "--bitrate", str(args.bitrate))
+    if args.no_uvloop:
+        argv.append("--no-uvloop")
+    child = children["server"] = Child("mediarelay server", argv, str(work / "mediarelay-server.log"))
+    url = child.expect("MEDIARELAY READY", 30)
+    return url, url, "publisher"
+
+
+def measure_server(
+    kind: str, ns: list[int], args: argparse.Namespace, work: Path, deadline: Deadline
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    children: dict[str, Child] = {}
+    loop_flag = [] if args.no_uvloop else ["--uvloop"]
+    try:
+        url, stats_url, token = start_server(kind, args, work, children)
+        log(f"{kind}: server ready at {url}")
+        children["publisher"] = Child(
+            "publisher",
+            module_argv(
+                "bench.publisher",
+                "--url",
+                url,
+                "--token",
+                token,
+                "--bitrate",
+                str(args.bitrate),
+                "--size",
+                args.size,
+                *loop_flag,
+            ),
+            str(work / f"{kind}-publisher.log"),
+        )
+        children["publisher"].expect("PUBLISHER READY", 30)
+        secret = ["--secret-file", str(work / "secret.key")] if kind == "hemicycle" else []
+        children["loadgen"] = Child(
+            "load generator",
+            module_argv(
+                "bench.loadgen",
+                "--url",
+                url,
+                *secret,
+                "--decoders",
+                str(args.decoders),
+                "--size",
+                args.size,
+                "--concurrency",
+                str(args.concurrency),
+                *loop_flag,
+            ),
+            str(work / f"{kind}-loadgen.log"),
+        )
+        children["loadgen"].expect("LOADGEN READY", 30)
+        log(f"{kind}: publisher connected, load generator up")
+        for n in ns:
+            need = args.warmup + args.window + 10
+            if deadline.left() < need:
+                log(f"{kind}: time budget exhausted, skipping N={n}")
+                break
+            limit = max(10.0, min(deadline.left() - args.warmup - args.window, args.grow_timeout))
+            grown = children["loadgen"].ask_json(f"grow {n} {limit:.0f}", "GROWN", timeout=limit + 30)
+            log(
+                f"{kind}: N={n}: {grown['ok']}/{grown['subscribers']} subscribers receiving "
+                f"after {grown['seconds']:.1f} s{'; failures: ' + str(grown['failed']) if grown['failed'] else ''}"
+            )
+            if grown["ok"] < n:
+                rows.append({"server": kind, "error": f"N={n}: only {grown['ok']}/{n} subscribers received media"})
+            if grown["ok"] == 0:
+                break
+            time.sleep(args.warmup)
+            waited, others = wait_quiet(children, args, deadline)
+            if waited > 1.5:
+                log(f"{kind}: N={n}: waited {waited:.0f} s for other processes to calm down ({others:.0f} % CPU)")
+            m0 = mark(children, stats_url)
+            time.sleep(args.window)
+            m1 = mark(children, stats_url)
+            row = report.compute(kind, n, min(args.decoders, n), m0, m1)
+            row["setup_s"] = round(grown["seconds"], 1)
+            row["quiet_wait_s"] = round(waited, 1)
+            row["others_before_pct"] = round(others, 1)
+            row["saturated"] = row["host_busy_pct"] > 90 * len(os.sched_getaffinity(0))
+            rows.append(row)
+            if not row["received_pps"]:
+                rows.append({"server": kind, "error": f"N={n}: nothing received during the window"})
+            log(
+                f"{kind}: N={n}: server CPU {row['server_cpu_pct']:.1f} %, {row['received_pps']:.0f} pkt/s received, "
+                f"{_fmt(row['us_per_packet'])} µs/pkt, loss {_fmt(row['loss_pct'], 2)} %, loadgen CPU "
+                f"{row['loadgen_cpu_pct']:.1f} %, decoded fps min {_fmt(row['decoded_fps_min'])}, "
+                f"skips {row['counter_skips']}/{row['counters_checked']}, other processes {row['others_cpu_pct']:.0f} %"
+                + (" — MACHINE SATURATED, figures unreliable" if row["saturated"] else "")
+            )
+    except (ChildFailed, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
+        log(f"{kind}: FAILED: {exc!r}")
+        rows.append({"server": kind, "error": str(exc)})
+    finally:
+        for name in ("loadgen", "publisher", "server"):
+            if name in children:
+                children[name].stop(polite=0 if name == "server" else 5)
+    return rows
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[1, 8, 32, 128], help="subscriber counts (Hemicycle)")
+    parser.add_argument(
+        "--baseline-n", type=int, nargs="*", default=[1, 4, 8], help="subscriber counts (MediaRelay, ≤ 8)"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the MediaRelay baseline")
+    parser.add_argument("--decoders", type=int, default=2, help="full aiortc subscribers that decode and check")
+    parser.add_argument("--warmup", type=float, default=4.0, help="seconds after the subscribers are up")
+    parser.add_argument("--window", type=float, default=10.0, help="measurement window, seconds")
+    parser.add_argument("--bitrate", type=int, default=1_000_000, help="publisher VP8 bitrate, fixed")
+    parser.add_argument("--size", default="640x480", help="publisher picture size")
+    parser.add_argument(
+        "--grow-timeout", type=float, default=90, help="seconds for the subscribers of one step to join"
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="subscribers joining at once")
+    parser.add_argument("--no-uvloop", action="store_true", help="asyncio loop in the bench's own processes")
+    parser.add_argument(
+        "--no-server-stats",
+        dest="server_stats",
+        action="store_false",
+        help="run `python -m signaling serve` itself, without the /bench/stats route",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
+    parser.add_argument("--stem", help="file name stem (default relay-YYYY-MM-DD)")
+    parser.add_argument("--max-seconds", type=float, default=420, help="time budget; later steps are skipped")
+    parser.add_argument("--quiet-threshold", type=float, default=30, help="CPU %% of other processes to wait out")
+    parser.add_argument("--quiet-wait", type=float, default=30, help="max seconds to wait for a quiet machine per step")
+    parser.add_argument("--server-log-level", default="WARNING", help="Hemicycle server's log level")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (kept anyway on errors)")
+    parser.add_argument("--allow-host-network", action="store_true", help="run without a private network namespace")
+    args = parser.parse_args(argv)
+    if any(n > 8 for n in args.baseline_n):
+        parser.error("--baseline-n: MediaRelay re-encodes per subscriber, keep N ≤ 8")
+    args.n = sorted(set(args.n))
+    args.baseline_n = sorted(set(args.baseline_n))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    netns = ensure_private_network(argv, args.allow_host_network)
+    started = time.monotonic()
+    deadline = Deadline(args.max_seconds)
+    machine = common.machine_info()
+    log(
+        f"relay bench: {machine['cpu_model']}, {machine['usable_cpus']} CPUs, Python {machine['python']}, "
+        f"aiortc {machine['aiortc']}; network: {netns}"
+    )
+    work = Path(tempfile.mkdtemp(prefix="hemicycle-bench-"))
+    waited, others = wait_quiet({}, args, deadline)
+    log(f"other processes use {others:.0f} % CPU" + (f" (after waiting {waited:.0f} s)" if waited > 1.5 else ""))
+    rows = measure_server("hemicycle", args.n, args, work, deadline)
+    if not args.no_baseline and args.baseline_n:
+        rows += measure_server("mediarelay", args.baseline_n, args, work, deadline)
+    results = [r for r in rows if "error" not in r]
+    errors = [r["error"] for r in rows if "error" in r]
+    date = datetime.date.today().isoformat()
+    doc = {
+        "date": date,
+        "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - started, 1),
+        "machine": machine,
+        "netns": netns,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "fields": report.RESULT_FIELDS,
+        "results": results,
+        "marginal": report.marginal(results),
+        "errors": errors,
+        "notes": [],
+    }
+    paths = report.save(doc, args.out, args.stem or f"relay-{date}")
+    print()
+    print(report.markdown(doc))
+    log(f"saved {', '.join(paths.values())}; {doc['duration_s']} s in total")
+    if errors or args.keep_logs:
+        log(f"{'errors: ' + str(errors) + '; ' if errors else ''}logs kept in {work}")
+        return 1 if errors else 0
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
