@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -49,12 +50,16 @@ class AgendaItemSettings(BaseModel):
     kind: Literal["ordinary", "budget_primitif", "election", "designation"] = "ordinary"
     time_limit_s: int | None = None
     no_remote_vote: bool = False
+    documents: list[Path] = Field(
+        default_factory=list, description="Reports attached to the convocation (relative: to the settings file)."
+    )
 
 
 class MemberSettings(BaseModel):
     id: str
     name: str
     group: str | None = None
+    email: str | None = Field(None, description="Where the convocation is sent; none: convoked on paper.")
 
 
 class SittingSettings(BaseModel):
@@ -66,6 +71,20 @@ class SittingSettings(BaseModel):
     members: list[MemberSettings] = Field(
         default_factory=list, description="The roster; empty: members are enrolled as they join."
     )
+    starts_at: datetime | None = Field(None, description="Date and time of the sitting (no offset: `timezone`).")
+    place: str | None = Field(None, description="Where the council meets, e.g. « salle du conseil, mairie ».")
+    chair: str | None = Field(None, description="Member id of the chair: invited as chair, named in the minutes.")
+
+
+class SmtpSettings(BaseModel):
+    host: str = Field(description="Outgoing mail server.")
+    port: int = Field(587, description="587 (submission, STARTTLS), 465 (implicit TLS) or 25.")
+    starttls: bool = Field(True, description="Upgrade the connection with STARTTLS (certificate checked).")
+    implicit_tls: bool = Field(False, description="TLS from the first byte (port 465); excludes starttls.")
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(description="From: address, e.g. « Mairie de X <conseil@mairie.example> ».")
+    timeout: float = Field(30.0, description="Seconds before a silent server is given up.")
 
 
 class Settings(BaseSettings):
@@ -82,6 +101,8 @@ class Settings(BaseSettings):
     ice: IceSettings = Field(default_factory=IceSettings)
     media: MediaSettings = Field(default_factory=lambda: MediaSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+    smtp: SmtpSettings | None = Field(None, description="Mail server for convocations; none: no sending.")
+    timezone: str = Field("Europe/Paris", description="The council's time zone (convocations, minutes).")
 
     @classmethod
     def settings_customise_sources(

@@ -12,6 +12,7 @@ from config import Settings
 from sfu import aiortc_glue
 from sfu.router import Router
 
+from .convocation import acknowledge
 from .hub import Hub
 from .journal import JOURNAL_FILENAME, KEY_FILENAME, Journal, JournalKey
 from .replay import replay, sitting_state_from
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/join", _page("join.html"))
     app.router.add_get("/ws", _websocket)
     app.router.add_get("/api/demo-links", _demo_links)
+    app.router.add_post("/api/acknowledge", acknowledge)
     app.router.add_get("/healthz", _health)
     app.router.add_static("/static/", WEB_CLIENT, follow_symlinks=False)
     app.on_response_prepare.append(_security_headers)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from config import Settings, load_settings
 
+from .admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin_command
 from .journal_cli import add_journal_commands, run_journal_command
 from .tokens import ROLES, TokenSigner
 
@@ -53,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     invite.add_argument("--hours", type=float, help="validity (default: token_lifetime_hours)")
 
     add_journal_commands(commands)
+    add_admin_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "journal":
         return run_journal_command(args)
+    if args.command in ADMIN_COMMANDS:
+        return run_admin_command(args)
     settings = load_settings(args.config, secret_file=args.secret_file)
     if args.command == "invite":
         return _invite(settings, args)

@@ -24,6 +24,7 @@ def sitting_state_from(spec: SittingSettings) -> SittingState:
             AgendaItem(i.id, n, i.title, i.kind, i.no_remote_vote, i.time_limit_s)
             for n, i in enumerate(spec.agenda, start=1)
         ],
+        chair=spec.chair,
     )
 
 

@@ -64,7 +64,7 @@ def apply(state: SittingState, event: Event) -> None:
 
 
 # Events journalled for the record that change no state.
-NOTES = frozenset({"sitting_opened", "member_joined_public"})
+NOTES = frozenset({"sitting_opened", "member_joined_public", "convocation_sent", "convocation_acknowledged"})
 
 
 def quorum_watch(state: SittingState, now: float) -> Decision:
