@@ -86,7 +86,8 @@ class Consumer:
 
     # ------------------------------------------------------------------ forwarding
 
-    def forward(self, data: bytes, view: RtpView, desc: Vp8Descriptor | None) -> None:
+    def forward(self, view: RtpView, desc: Vp8Descriptor | None, payload: bytes, ast: bytes) -> None:
+        """Send one of the producer's packets on this leg (``payload``: after the RTP header)."""
         if self.paused:
             return
         slot = self.slot
@@ -109,7 +110,6 @@ class Consumer:
         seq = (in_seq + self.seq_offset) & 0xFFFF
         self._sent[seq % SENT_RING] = (seq << 16) | in_seq
         ts = (view.timestamp + self.ts_offset) & 0xFFFFFFFF
-        payload: bytes | memoryview = memoryview(data)[view.payload_offset : view.payload_end]
         if desc is not None:
             if self.picture_id_offset or self.tl0_offset:
                 payload = rewrite_descriptor(payload, desc, self.picture_id_offset, self.tl0_offset)
@@ -117,7 +117,7 @@ class Consumer:
                 slot.last_picture_id = (desc.picture_id - self.picture_id_offset) & 0x7FFF
             if desc.tl0picidx is not None:
                 slot.last_tl0 = (desc.tl0picidx - self.tl0_offset) & 0xFF
-        packet = writer.write(view.marker, seq, ts, view.audio_level, view.voice, payload)
+        packet = writer.write(view.marker, seq, ts, view.audio_level, view.voice, payload, ast)
         if self._send(packet):
             self.packets_out += 1
             self.bytes_out += len(packet)

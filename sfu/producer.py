@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import rtcp
+from . import rtcp, rtp
 from .rtp import RtpView, read_packet, unwrap_rtx
 from .vp8 import Vp8Descriptor, parse_descriptor
 
@@ -109,8 +109,12 @@ class Producer:
             return
         if view.audio_level is not None and self.audio_level_listener is not None:
             self.audio_level_listener(self, view.audio_level)
-        for consumer in self.consumers:
-            consumer.forward(data, view, desc)
+        if self.consumers:
+            # once per packet, shared by every consumer
+            payload = data[view.payload_offset : view.payload_end]
+            ast = rtp.abs_send_time_now()
+            for consumer in self.consumers:
+                consumer.forward(view, desc, payload, ast)
 
     def cached(self, seq: int) -> tuple[bytes, RtpView, Vp8Descriptor | None] | None:
         entry = self._cache[seq % CACHE_SIZE]

@@ -140,9 +140,10 @@ class LegWriter:
     The extension block (MID, abs-send-time, audio level) is rebuilt for every
     leg with that leg's ids: copying the publisher's block would carry the
     publisher's MID and ids, and the browser would put the media in the wrong tile.
+    Everything that does not change per packet is prepared here once.
     """
 
-    __slots__ = ("_ast_id", "_is_audio", "_level_id", "_mid_part", "payload_type", "ssrc")
+    __slots__ = ("_ast_head", "_layouts", "_level_head", "_mid_part", "payload_type", "ssrc")
 
     def __init__(self, ssrc: int, payload_type: int, mid: str, ids: ExtensionIds, is_audio: bool):
         self.ssrc = ssrc
@@ -151,20 +152,31 @@ class LegWriter:
         if not 1 <= len(mid_bytes) <= 16:
             raise ValueError("MID must be 1 to 16 bytes for a one-byte extension")
         self._mid_part = bytes([(ids.mid << 4) | (len(mid_bytes) - 1)]) + mid_bytes if ids.mid else b""
-        self._ast_id = ids.abs_send_time
-        self._level_id = ids.audio_level if is_audio else 0
-        self._is_audio = is_audio
+        self._ast_head = bytes([(ids.abs_send_time << 4) | 2]) if ids.abs_send_time else b""
+        level_id = ids.audio_level if is_audio else 0
+        self._level_head = (level_id << 4) if level_id else -1
+        # (first byte of the header, extension block header, padding) with and without a level element
+        self._layouts = (self._layout(False), self._layout(True) if level_id else self._layout(False))
 
-    def extension_block(self, audio_level: int | None, voice: bool) -> bytes:
-        body = self._mid_part
-        if self._ast_id:
-            body += bytes([(self._ast_id << 4) | 2]) + abs_send_time_now()
-        if self._level_id and audio_level is not None:
-            body += bytes([self._level_id << 4, (0x80 if voice else 0) | audio_level])
-        if not body:
+    def _layout(self, with_level: bool) -> tuple[int, bytes, bytes]:
+        size = len(self._mid_part) + (4 if self._ast_head else 0) + (2 if with_level else 0)
+        if size == 0:
+            return 0x80, b"", b""
+        pad = -size % 4
+        return 0x90, struct.pack("!HH", ONE_BYTE_PROFILE, (size + pad) // 4), b"\x00" * pad
+
+    def extension_block(self, audio_level: int | None, voice: bool, ast: bytes | None = None) -> bytes:
+        with_level = self._level_head >= 0 and audio_level is not None
+        _, head, pad = self._layouts[with_level]
+        if not head:
             return b""
-        pad = -len(body) % 4
-        return struct.pack("!HH", ONE_BYTE_PROFILE, (len(body) + pad) // 4) + body + b"\x00" * pad
+        parts = [head, self._mid_part]
+        if self._ast_head:
+            parts += (self._ast_head, ast if ast is not None else abs_send_time_now())
+        if with_level:
+            parts.append(bytes((self._level_head, (0x80 if voice else 0) | (audio_level or 0))))
+        parts.append(pad)
+        return b"".join(parts)
 
     def write(
         self,
@@ -174,11 +186,21 @@ class LegWriter:
         audio_level: int | None,
         voice: bool,
         payload: bytes | memoryview,
+        ast: bytes | None = None,
     ) -> bytes:
-        ext = self.extension_block(audio_level, voice)
-        b0 = 0x90 if ext else 0x80
-        b1 = (0x80 if marker else 0) | self.payload_type
-        return RTP_HEADER.pack(b0, b1, sequence, timestamp, self.ssrc) + ext + bytes(payload)
+        """One packet of this leg; ``ast`` is the abs-send-time shared by all legs of a packet."""
+        with_level = self._level_head >= 0 and audio_level is not None
+        b0, head, pad = self._layouts[with_level]
+        header = RTP_HEADER.pack(b0, (0x80 if marker else 0) | self.payload_type, sequence, timestamp, self.ssrc)
+        if not head:
+            return b"".join((header, payload))
+        parts: list[bytes | memoryview] = [header, head, self._mid_part]
+        if self._ast_head:
+            parts += (self._ast_head, ast if ast is not None else abs_send_time_now())
+        if with_level:
+            parts.append(bytes((self._level_head, (0x80 if voice else 0) | (audio_level or 0))))
+        parts += (pad, payload)
+        return b"".join(parts)
 
 
 def unwrap_rtx(data: bytes, view: RtpView, media_ssrc: int, media_pt: int) -> bytes | None:

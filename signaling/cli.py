@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     invite.add_argument("--base-url")
     invite.add_argument("--secret-file", type=Path)
     invite.add_argument("--hours", type=float, help="validity (default: token_lifetime_hours)")
+    invite.add_argument("--seat", help="the member id of the roster (default: a new seat)")
 
     add_journal_commands(commands)
     add_admin_commands(commands)
@@ -70,7 +71,7 @@ def _invite(settings: Settings, args: argparse.Namespace) -> int:
     signer = TokenSigner.from_file(settings.secret_path)
     sitting = args.sitting or settings.sittings[0].id
     hours = args.hours if args.hours is not None else settings.token_lifetime_hours
-    token = signer.mint(sitting, args.name, args.role, lifetime=hours * 3600)
+    token = signer.mint(sitting, args.name, args.role, lifetime=hours * 3600, seat=args.seat)
     base = (args.base_url or settings.base_url).rstrip("/")
     print(f"{base}/join#token={token}")
     return 0

@@ -20,6 +20,8 @@ ModerationCommand = (
 def decide(state: SittingState, actor: Actor, command: ModerationCommand, now: float) -> Decision:
     d = Decision()
     if isinstance(command, c.Mute):
+        if command.participant_id not in state.members and command.participant_id not in state.connected:
+            raise Refused("bad_message", "no such member in this sitting")
         key = (command.participant_id, command.source)
         if command.muted and key not in state.forced_muted:
             d.add(actor, now, "muted", seat=command.participant_id, source=command.source)
@@ -109,6 +111,7 @@ def apply(state: SittingState, event: Event) -> bool:
     elif kind == "waiting":
         if data["seat"] not in state.waiting:
             state.waiting.append(data["seat"])
+        state.waiting_names[data["seat"]] = (str(data.get("name", "")), str(data.get("role", "")))
     elif kind == "admitted":
         state.waiting = [s for s in state.waiting if s != data["seat"]]
         state.admitted.add(data["seat"])

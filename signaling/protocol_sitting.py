@@ -254,6 +254,12 @@ class VoteInfo(_Message):
     void: str | None = None
 
 
+class WaitingInfo(_Message):
+    participant_id: str
+    name: str
+    role: str
+
+
 class SittingState(_Message):
     type: Literal["sitting_state"] = "sitting_state"
     regime: str
@@ -271,7 +277,7 @@ class SittingState(_Message):
     members: list[MemberInfo]
     quorum: QuorumInfo
     votes: list[VoteInfo]
-    waiting: list[str]
+    waiting: list[WaitingInfo]
 
 
 class WaitingRoom(_Message):

@@ -68,10 +68,10 @@ NOTES = frozenset({"sitting_opened", "member_joined_public", "convocation_sent",
 
 
 def quorum_watch(state: SittingState, now: float) -> Decision:
-    """After a change: journal and announce the quorum being lost or reached."""
+    """After a change: journal and announce the quorum being reached, or lost once reached."""
     d = Decision()
     counted, required, reached = state.quorum()
-    if state.quorum_reached is None or reached != state.quorum_reached:
+    if reached != bool(state.quorum_reached) and (reached or state.quorum_reached is not None):
         kind = "quorum_reached" if reached else "quorum_lost"
         d.events.append(Event(kind, {"counted": counted, "required": required}, "server", now))
         if not reached:

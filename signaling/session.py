@@ -212,7 +212,7 @@ class Session:
         if sitting.must_wait(seat):
             seat.session = self
             self.send(WaitingRoom())
-            await sitting.server_event("waiting", seat=seat.id)
+            await sitting.server_event("waiting", seat=seat.id, name=seat.name, role=seat.role)
             return
         await self._enter()
 

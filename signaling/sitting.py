@@ -103,7 +103,7 @@ class Sitting:
 
     def broadcast(self, message: BaseModel, skip: Seat | None = None) -> None:
         for seat in self.seats.values():
-            if seat.session is not None and seat is not skip and seat.session.joined:
+            if seat.session is not None and seat is not skip and seat.session.media_ready:
                 seat.session.send(message)
 
     # ------------------------------------------------------------------ the rules
@@ -166,10 +166,14 @@ class Sitting:
         seat.session = session
         self.broadcast(p.ParticipantJoined(participant=self.participant(seat)), skip=seat)
         if seat.role in MEMBER_ROLES:
+            events = []
+            now = time.time()
             if seat.id not in self.state.members and self.auto_enrol:
-                await self.server_event("member_enrolled", member=seat.id, name=seat.name, role=seat.role)
-            if seat.id in self.state.members:
-                await self.server_event("member_connected", member=seat.id)
+                enrol = {"member": seat.id, "name": seat.name, "role": seat.role}
+                events.append(Event("member_enrolled", enrol, at=now))
+            if seat.id in self.state.members or events:
+                events.append(Event("member_connected", {"member": seat.id}, at=now))
+                await self.record(Decision(events=events))
                 return
         session.send(snapshot(self.state))
 

@@ -80,6 +80,7 @@ class SittingState:
     locked: bool = False
     waiting: list[str] = field(default_factory=list)
     admitted: set[str] = field(default_factory=set)
+    waiting_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # seat -> (name, role)
     removed: set[str] = field(default_factory=set)
     hands: list[Hand] = field(default_factory=list)
     floor: str | None = None

@@ -60,7 +60,11 @@ def snapshot(state: SittingState) -> c.SittingState:
             rule=state.regime.quorum.describe(),
         ),
         votes=[_vote(v) for v in state.votes],
-        waiting=list(state.waiting),
+        waiting=[
+            c.WaitingInfo(participant_id=seat, name=name, role=role)
+            for seat in state.waiting
+            for name, role in [state.waiting_names.get(seat, ("", ""))]
+        ],
     )
 
 

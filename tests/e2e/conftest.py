@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,6 +144,36 @@ class Server:
 @pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path):
     """The real server on 127.0.0.1 and a free port, with a fresh sitting titled TEST."""
+    with _running_server(request, tmp_path, ["--sitting", SITTING_ID, "--sitting-title", "TEST"]) as srv:
+        yield srv
+
+
+@pytest.fixture
+def server_factory(request: pytest.FixtureRequest, tmp_path: Path):
+    """``start(config_toml)`` -> the real server started with ``serve --config FILE``.
+
+    The TOML text defines the sittings (regime, mode, agenda...); the first sitting's id is
+    the one invitations are minted for. One server per test; stopped at teardown.
+    """
+    import tomllib
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+
+        def start(config_toml: str) -> Server:
+            config = tmp_path / "hemicycle.toml"
+            config.write_text(config_toml, encoding="utf-8")
+            sitting_id = tomllib.loads(config_toml)["sittings"][0]["id"]
+            srv = stack.enter_context(_running_server(request, tmp_path, ["--config", str(config)], sitting_id))
+            return srv
+
+        yield start
+
+
+@contextmanager
+def _running_server(
+    request: pytest.FixtureRequest, tmp_path: Path, sitting_args: list[str], sitting_id: str = SITTING_ID
+):
     port = free_port()
     secret_file = tmp_path / "invite-secret"
     secret_file.write_text(secrets.token_hex(32) + "\n")
@@ -157,10 +188,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path):
         "127.0.0.1",
         "--port",
         str(port),
-        "--sitting",
-        SITTING_ID,
-        "--sitting-title",
-        "TEST",
+        *sitting_args,
         "--secret-file",
         str(secret_file),
         "--no-demo",
@@ -195,7 +223,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path):
                 f"server not ready in {STARTUP_TIMEOUT}s (exit {proc.poll()}): "
                 f"{' '.join(cmd)}\nstderr:\n{stderr_path.read_text()[-5000:]}"
             )
-        yield Server(found["url"], port, SITTING_ID, secret_file, proc, lines)
+        yield Server(found["url"], port, sitting_id, secret_file, proc, lines)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -2,6 +2,9 @@
 // Elements opt in with data-i18n="key" (text content) and
 // data-i18n-attr="aria-label:key;title:key" (attributes).
 
+import { refusalsEn, refusalsFr } from "./i18n-refusals.js";
+import { sittingEn, sittingFr } from "./i18n-sitting.js";
+
 const STORAGE_KEY = "hemicycle.lang";
 export const LANGUAGES = ["fr", "en"];
 
@@ -197,7 +200,7 @@ const en = {
   "landing.footer": "Hemicycle, self-hosted free software.",
 };
 
-const DICTIONARIES = { fr, en };
+const DICTIONARIES = { fr: { ...fr, ...sittingFr, ...refusalsFr }, en: { ...en, ...sittingEn, ...refusalsEn } };
 
 function storedLang() {
   try {

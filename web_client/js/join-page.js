@@ -7,6 +7,7 @@ import { acquireMedia } from "./media.js";
 import { PreJoin } from "./prejoin.js";
 import { HemicycleConnection } from "./protocol.js";
 import { RoomView, errorText } from "./room.js";
+import { SittingView } from "./sitting-view.js";
 
 const $ = (id) => document.getElementById(id);
 const ROLE_KEY_PREFIX = "hemicycle.role.";
@@ -54,12 +55,14 @@ let endedMessage = null; // () => string
 let lastMedia = null;
 
 setupLanguage($("lang-button"));
-const room = new RoomView(document, { announce });
+const sittingView = new SittingView(document, { announce });
+const room = new RoomView(document, { announce, mayUnmute: () => sittingView.mayUnmute() });
 const prejoin = new PreJoin(document);
 
 function showSection(name) {
-  for (const id of ["prejoin", "room", "ended"]) $(id).hidden = id !== name;
-  $("participants-panel").hidden = name !== "room";
+  for (const id of ["prejoin", "room", "ended", "waiting"]) $(id).hidden = id !== name;
+  $("side-column").hidden = name !== "room";
+  if (name !== "room") for (const id of ["chair-panel", "secretary-panel"]) $(id).hidden = true;
   document.body.dataset.view = name;
 }
 
@@ -80,7 +83,16 @@ function enterRoom(media) {
   });
   connection = current;
   room.attach(current, media);
+  sittingView.attach(current);
+  current.addEventListener("waitingroom", () => {
+    if (connection !== current) return;
+    showSection("waiting");
+    announce(() => t("waiting.heading"));
+    focusFirst($("waiting-heading"));
+  });
   current.addEventListener("welcome", ({ detail }) => {
+    if (connection !== current) return;
+    if (document.body.dataset.view === "waiting") showSection("room");
     rememberRole(token, detail.me.role);
     const title = detail.sitting?.title ?? "";
     document.title = title ? `${title} – Hemicycle` : "Hemicycle";
@@ -100,6 +112,7 @@ function enterRoom(media) {
 function leaveRoom(detail) {
   lastMedia = { ...lastMedia, ...room.rejoinMedia() };
   room.detach();
+  sittingView.detach();
   if (detail.reason === "left") endedMessage = () => t("room.left");
   else if (detail.error) endedMessage = () => errorText(detail.error);
   else endedMessage = () => t("room.closed");
@@ -139,8 +152,21 @@ window.addEventListener("hashchange", () => {
 window.addEventListener("pagehide", () => connection?.leave());
 
 $("rejoin-button").addEventListener("click", rejoin);
+$("waiting-leave-button").addEventListener("click", () => connection?.leave());
 prejoin.onJoin(() => enterRoom(prejoin.takeMedia()));
 showSection("prejoin");
+
+// Opening a convocation's link is its acknowledgement (journalled by the server).
+// The token goes in the body, never in the URL; links that are no convocation get a 403.
+function acknowledgeConvocation(value) {
+  fetch("/api/acknowledge", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token: value }),
+  }).catch(() => {});
+}
+
+if (token) acknowledgeConvocation(token);
 
 if (!token) {
   prejoin.disable("prejoin.noToken");
@@ -173,6 +199,7 @@ window.hemicycle = {
       tiles: room.tiles.describe(),
       active_speaker: connection?.activeSpeakerId ?? null,
       view: document.body.dataset.view,
+      sitting: connection?.sittingState ? JSON.parse(JSON.stringify(connection.sittingState)) : null,
     };
   },
 };

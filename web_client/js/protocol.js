@@ -10,6 +10,11 @@
 //   localmute      {source, muted, byServer}
 //   error          {code, message, fatal}
 //   closed         {reason: "left"|"error"|"network", error, wsCode}
+//   sittingstate   {state}   (the `sitting_state` snapshot, also kept in `this.sittingState`)
+//   waitingroom    {}        (the sitting is locked: wait for the chair to admit us)
+//   notice         {message} (quorum lost, a vote blocked...)
+// Sitting commands (muteParticipant ... closeVote) send one message each; the
+// server answers a refusal with `error` and everyone with a new `sitting_state`.
 
 import { SlotTable } from "./subscribe-slots.js";
 import { SerialQueue, deferred, peerConfig, preferResolution, waitForIceGathering } from "./peer-helpers.js";
@@ -62,6 +67,8 @@ export class HemicycleConnection extends EventTarget {
     this._slots = new SlotTable((type, detail) => this._emit(type, detail));
     this._lastMuteSent = {}; // source -> {muted, at}
     this._leaving = false;
+    this.sittingState = null;
+    this.waiting = false;
   }
 
   get canPublish() {
@@ -128,6 +135,31 @@ export class HemicycleConnection extends EventTarget {
       this._send({ type: "unpublish", source });
     });
   }
+
+  // ------------------------------------------------------------ running the sitting
+
+  muteParticipant(participantId, muted = true, source = "mic") { this._send({ type: "mute", participant_id: participantId, source, muted }); }
+  muteAll() { this._send({ type: "mute_all" }); }
+  setSelfUnmute(allowed) { this._send({ type: "set_self_unmute", allowed }); }
+  remove(participantId) { this._send({ type: "remove", participant_id: participantId }); }
+  lock(locked) { this._send({ type: "lock", locked }); }
+  admit(participantId) { this._send({ type: "admit", participant_id: participantId }); }
+  raiseHand(pointOfOrder = false) { this._send({ type: "raise_hand", point_of_order: pointOfOrder }); }
+  lowerHand(participantId = null) { this._send({ type: "lower_hand", participant_id: participantId }); }
+  giveFloor(participantId, muteOthers = false) { this._send({ type: "give_floor", participant_id: participantId, mute_others: muteOthers }); }
+  takeFloor() { this._send({ type: "take_floor" }); }
+  setItem(itemId) { this._send({ type: "set_item", item_id: itemId }); }
+  suspend(suspended) { this._send({ type: "suspend", suspended }); }
+  closedSession(closed) { this._send({ type: "closed_session", closed }); }
+  recordPresence(memberId, present) { this._send({ type: "record_presence", member_id: memberId, present }); }
+  giveProxy(holderId, giverId = null) { this._send({ type: "give_proxy", holder_id: holderId, giver_id: giverId }); }
+  revokeProxy(giverId = null) { this._send({ type: "revoke_proxy", giver_id: giverId }); }
+  withdraw(memberId = null) { this._send({ type: "withdraw", member_id: memberId }); }
+  requestSecretBallot() { this._send({ type: "request_secret_ballot" }); }
+  openVote(question, method = "electronic") { this._send({ type: "open_vote", question, method }); }
+  castVote(choice, onBehalfOf = null) { this._send({ type: "cast_vote", choice, on_behalf_of: onBehalfOf }); }
+  recordVote(memberId, choice) { this._send({ type: "record_vote", member_id: memberId, choice }); }
+  closeVote() { this._send({ type: "close_vote" }); }
 
   // ------------------------------------------------------------ publishing
 
@@ -294,6 +326,7 @@ export class HemicycleConnection extends EventTarget {
         (message.participants || []).filter((p) => p.id !== this.me.id).map((p) => [p.id, p]),
       );
       this.joined = true;
+      this.waiting = false;
       const detail = { me: this.me, sitting: this.sitting, participants: [...this.participants.values()] };
       this._emit("welcome", detail);
       this._applyServerMutes();
@@ -329,9 +362,21 @@ export class HemicycleConnection extends EventTarget {
       this.activeSpeakerId = message.participant_id ?? null;
       this._emit("activespeaker", { participantId: this.activeSpeakerId });
     },
+    sitting_state(message) {
+      this.sittingState = message;
+      this._emit("sittingstate", { state: message });
+    },
+    waiting_room() {
+      this.waiting = true;
+      this._emit("waitingroom", {});
+    },
+    notice(message) {
+      this._emit("notice", { message: message.message || "" });
+    },
     error(message) {
       const detail = { code: message.code, message: message.message || "", fatal: !!message.fatal };
       this.lastError = detail;
+      this._revokeRefusedUnmute(detail);
       if (this._pendingAnswer && PUBLISH_ERROR_CODES.has(detail.code)) {
         this._pendingAnswer.reject(new Error(`${detail.code}: ${detail.message}`));
       }
@@ -350,6 +395,16 @@ export class HemicycleConnection extends EventTarget {
       if (joined || isNew) this._emit("participantjoined", { participant });
     }
     this._emitParticipants();
+  }
+
+  /** The server refused our unmute (the chair forbids it): stay muted, as the server says. */
+  _revokeRefusedUnmute({ code }) {
+    const sent = this._lastMuteSent.mic;
+    if (code !== "forbidden" || !sent || sent.muted || !this._recentlySent("mic")) return;
+    this._lastMuteSent.mic = null;
+    if (this.localTracks.mic) this.localTracks.mic.enabled = false;
+    this.localMuted.mic = true;
+    this._emit("localmute", { source: "mic", muted: true, byServer: true, refused: true });
   }
 
   _localError(code, error) {

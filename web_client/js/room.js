@@ -2,19 +2,33 @@
 // panel and the controls bar (mute, camera, screen share, leave).
 
 import { t } from "./i18n.js";
+import { REFUSALS } from "./i18n-refusals.js";
 import { getCameraTrack, getScreenTrack, stopTracks, supportsScreenShare } from "./media.js";
 import { ParticipantList } from "./participant-list.js";
 import { TileGrid } from "./tiles.js";
 
+/** The server's reason for a refusal, in the page's language when it is a known one. */
+export function refusalText(message) {
+  for (const [pattern, key] of REFUSALS) {
+    const match = pattern.exec(message);
+    if (match) return t(key, match.groups || {});
+  }
+  return message;
+}
+
 /** A translated, human sentence for a protocol error {code, message}. */
 export function errorText(error) {
+  if (!error.fatal && (error.code === "forbidden" || error.code === "bad_message" || error.code === "not_ready") && error.message) {
+    return t("error.refused", { message: refusalText(error.message) });
+  }
+  if (error.fatal && error.code === "forbidden" && error.message) return t("error.excluded", { message: refusalText(error.message) });
   const key = `error.${error.code}`;
   const text = t(key);
   return text !== key ? text : t("error.generic", { message: error.message || error.code });
 }
 
 export class RoomView {
-  constructor(doc, { announce }) {
+  constructor(doc, { announce, mayUnmute = () => true }) {
     const $ = (id) => doc.getElementById(id);
     this.el = {
       sittingTitle: $("sitting-title"),
@@ -24,6 +38,7 @@ export class RoomView {
       leave: $("leave-button"),
     };
     this.announce = announce;
+    this.mayUnmute = mayUnmute; // false while the chair's mute holds (self-unmute forbidden)
     this.tiles = new TileGrid($("tile-grid"), $("remote-audio"));
     this.list = new ParticipantList($("participant-list"), $("participant-count"));
     this.connection = null;
@@ -76,10 +91,13 @@ export class RoomView {
       this.tiles.setActiveSpeaker(participantId);
       this._renderList();
     });
-    on("localmute", ({ source, byServer }) => {
+    on("localmute", ({ source, byServer, refused }) => {
       this._renderControls();
       this._renderSelf();
-      if (byServer && source === "mic") this.announce(t("room.mutedRemotely"));
+      if (byServer && source === "mic") {
+        const askFloor = refused || !connection.sittingState?.self_unmute_allowed;
+        this.announce(t(askFloor ? "room.mutedAskFloor" : "room.mutedRemotely"));
+      }
     });
     on("error", (error) => {
       if (!error.fatal) this.announce(errorText(error));
@@ -153,7 +171,12 @@ export class RoomView {
 
   _toggleMic() {
     if (!this.connection || !this.local.mic) return;
-    this.connection.setMuted("mic", !this.connection.localMuted.mic);
+    const unmuting = this.connection.localMuted.mic;
+    if (unmuting && !this.mayUnmute()) {
+      this.announce(t("room.mutedAskFloor"));
+      return;
+    }
+    this.connection.setMuted("mic", !unmuting);
   }
 
   async _toggleCamera() {
