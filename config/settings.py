@@ -35,7 +35,7 @@ class IceSettings(BaseModel):
 class MediaSettings(BaseModel):
     camera_bitrate: int = Field(500_000, description="Cap fed back (REMB) to each camera publisher, bit/s.")
     screen_bitrate: int = Field(1_500_000, description="Cap fed back to each screen-share publisher, bit/s.")
-    rtcp_silence_timeout: float = Field(15.0, description="Seconds without RTP/RTCP before a publisher is gone.")
+    rtcp_silence_timeout: float = Field(8.0, description="Seconds without RTP/RTCP before a publisher is gone.")
 
 
 class LimitSettings(BaseModel):

@@ -215,10 +215,22 @@ class Router(AsyncIOEventEmitter):
         added = slot is None
         if slot is None:
             slot = transport.add_slot(producer.kind)
-        Consumer(f"{transport_id}-c{next(self._ids)}", producer, slot, transport.send)
+        consumer = Consumer(f"{transport_id}-c{next(self._ids)}", producer, slot, transport.send)
+        consumer.paused = transport.paused
         if transport.connected and slot.writer is not None and producer.kind == "video":
             producer.request_keyframe()  # otherwise asked for when the leg connects: sooner is wasted
         return added
+
+    def set_receiving_paused(self, transport_id: str, paused: bool) -> None:
+        """Stop (or resume) forwarding anything to one subscriber (e.g. the public in a closed session)."""
+        transport = self._recv_transport(transport_id)
+        transport.paused = paused
+        for slot in transport.slots:
+            consumer = slot.consumer
+            if consumer is not None and consumer.paused != paused:
+                consumer.paused = paused
+                if not paused:
+                    consumer.resync()
 
     def stop_consuming(self, transport_id: str, producer_id: str) -> None:
         transport = self._recv_transport(transport_id)

@@ -230,6 +230,7 @@ class RecvTransport(Transport):
     def __init__(self, transport_id: str, ice_servers: list[dict[str, Any]]) -> None:
         super().__init__(transport_id, ice_servers)
         self.slots: list[Slot] = []
+        self.paused = False  # nothing is forwarded to this subscriber
         self.revision = 0
         self.pending_revision: int | None = None
         self.downstream_drop: Callable[[], bool] | None = None

@@ -45,6 +45,7 @@ class Session:
         self.seat: Seat | None = None
         self.joined = False  # the invitation was accepted
         self.media_ready = False  # admitted: transports exist, welcome sent
+        self.receiving_paused = False  # the public during a closed session
         self._left_cleanly = False
         self.send_transport_id = f"c{self.number}-send"
         self.recv_transport_id = f"c{self.number}-recv"
@@ -239,6 +240,7 @@ class Session:
         await sitting.attach(seat, self)
         if sitting.subscribe_to_all(seat):
             self.renegotiate()
+        sitting.sync_media()  # e.g. the public arriving during a closed session receives nothing
         self._spawn(self._watch_media())
 
     # ------------------------------------------------------------------ negotiation

@@ -117,7 +117,7 @@ class Sitting:
             await self._commit(event)
         for effect in [*decision.effects, *watch.effects]:
             await self._carry_out(effect)
-        self._sync_media()
+        self.sync_media()
         self.broadcast(snapshot(self.state))
 
     async def _commit(self, event: Event) -> None:
@@ -147,9 +147,16 @@ class Sitting:
                 if seat.session is not None and seat.role in ("chair", "secretary"):
                     seat.session.send(Notice(message=effect.message))
 
-    def _sync_media(self) -> None:
-        """Make the SFU drop exactly the sources that are muted, by the member or the chair."""
+    def sync_media(self) -> None:
+        """Make the SFU drop exactly the sources that are muted, by the member or the chair,
+        and forward nothing to the public during a closed session (huis clos)."""
         for seat in self.seats.values():
+            session = seat.session
+            if seat.role == "public" and session is not None and session.media_ready:
+                closed = self.state.closed_session
+                if session.receiving_paused != closed:
+                    session.receiving_paused = closed
+                    self.router.set_receiving_paused(session.recv_transport_id, closed)
             for source in seat.published:
                 want = self.muted(seat, source)
                 if seat.paused.get(source) != want:
@@ -214,7 +221,7 @@ class Sitting:
         if not muted and (seat.id, source) in self.state.forced_muted:
             # allowed: the member lifts the chair's mute themself, and the journal says so
             await self.record(Decision(events=[Event("unmuted", {"seat": seat.id, "source": source}, seat.id)]))
-        self._sync_media()
+        self.sync_media()
         self.broadcast(p.ParticipantUpdated(participant=self.participant(seat)))
         return None
 
@@ -224,7 +231,7 @@ class Sitting:
         owner = self.seats.get(info.owner)
         if owner is not None:
             owner.published.add(info.source)
-            self._sync_media()
+            self.sync_media()
             self.broadcast(p.ParticipantUpdated(participant=self.participant(owner)))
         for seat in self.seats.values():
             session = seat.session

@@ -131,3 +131,30 @@ async def test_a_restart_mid_sitting_keeps_roll_proxies_votes_and_journal(tmp_pa
     for peer in peers[:3]:
         await peer.close()
     await runner.cleanup()
+
+
+async def test_a_closed_session_cuts_the_public_off_and_reopening_restores_it(server) -> None:  # type: ignore[no-untyped-def]
+    chair = Peer(server.base_url, server.token("Maire", role="chair"), "red", 440)
+    viewer = Peer(server.base_url, server.token("Citoyenne", role="public"), "red", 440)
+    late_viewer = Peer(server.base_url, server.token("Retardataire", role="public"), "red", 440)
+    try:
+        await chair.join()
+        await chair.publish(video=False)
+        await viewer.join()
+        await wait_for(lambda: viewer.received.get(chair.me or "") is not None and viewer.received[chair.me or ""].audio_frames > 20)
+        await command(chair, {"type": "closed_session", "closed": True})
+        await asyncio.sleep(0.5)
+        heard = viewer.received[chair.me or ""].audio_frames
+        await late_viewer.join()  # arrives during the closed session
+        await asyncio.sleep(2)
+        assert viewer.received[chair.me or ""].audio_frames == heard
+        assert late_viewer.received.get(chair.me or "") is None
+        assert last(viewer, "sitting_state")["closed_session"] is True
+        await command(chair, {"type": "closed_session", "closed": False})
+        await wait_for(lambda: viewer.received[chair.me or ""].audio_frames > heard + 20)
+        await wait_for(lambda: late_viewer.received.get(chair.me or "") is not None)
+        kinds = [e.type for e in server.hub.sittings["demo"].journal.entries("demo")]
+        assert kinds.count("closed_session") == 2
+    finally:
+        for peer in (chair, viewer, late_viewer):
+            await peer.close()
