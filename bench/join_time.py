@@ -28,7 +28,6 @@ import asyncio
 import datetime
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -143,43 +142,18 @@ def chromium_version(path: str) -> str:
 
 
 def machine_info(chromium: str) -> dict[str, Any]:
-    cpu_model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    mem_gb = None
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemTotal:"):
-                    mem_gb = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    try:
-        from importlib.metadata import version
+    """The relay bench's machine facts, plus the browser's versions."""
+    from importlib.metadata import PackageNotFoundError, version
 
-        playwright_version = version("playwright")
-    except Exception:
-        playwright_version = "unknown"
-    return {
-        "cpu_model": cpu_model,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
-        "memory_gb": mem_gb,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "chromium": chromium_version(chromium),
-        "playwright": playwright_version,
-    }
+    from bench.common import machine_info as common_machine_info
+
+    info = common_machine_info()
+    info["chromium"] = chromium_version(chromium)
+    try:
+        info["playwright"] = version("playwright")
+    except PackageNotFoundError:
+        info["playwright"] = "unknown"
+    return info
 
 
 # ---------------------------------------------------------------------------- server
