@@ -80,7 +80,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     limits = hub.settings.limits
     ws = web.WebSocketResponse(heartbeat=limits.heartbeat, max_msg_size=limits.max_message_bytes * 4)
     await ws.prepare(request)
-    await Session(hub, ws).run()
+    await Session(hub, ws, request.transport).run()
     return ws
 
 

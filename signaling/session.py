@@ -25,6 +25,7 @@ from . import protocol as p
 from .assembly import Refused
 from .protocol_sitting import SittingCommand, WaitingRoom
 from .tokens import TokenError
+from .turn import ice_servers_for
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -35,9 +36,11 @@ _connection_ids = itertools.count(1)
 
 
 class Session:
-    def __init__(self, hub: Hub, ws: web.WebSocketResponse) -> None:
+    def __init__(self, hub: Hub, ws: web.WebSocketResponse, transport: asyncio.Transport | None = None) -> None:
         self.hub = hub
         self.ws = ws
+        self._transport = transport  # the TCP connection, to cut a client that stopped reading
+        self._aborted = False
         self.number = next(_connection_ids)
         self.limits = hub.settings.limits
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=self.limits.send_queue)
@@ -68,7 +71,7 @@ class Session:
             self.queue.put_nowait(p.dump(message))
         except asyncio.QueueFull:
             log.warning("connection %d too slow to read, dropping it", self.number)
-            self.close_soon("too slow")
+            self.abort("too slow")
 
     def error(self, code: p.ErrorCode, message: str, fatal: bool = False) -> None:
         self.send(p.Error(code=code, message=message, fatal=fatal))
@@ -84,6 +87,13 @@ class Session:
                 with contextlib.suppress(asyncio.QueueEmpty):
                     self.queue.get_nowait()
                 self.queue.put_nowait(None)
+
+    def abort(self, reason: str) -> None:
+        """Cut the connection now, without a goodbye the client could not read anyway."""
+        self.close_soon(reason)
+        self._aborted = True
+        if self._transport is not None:
+            self._transport.abort()
 
     async def _writer(self) -> None:
         while True:
@@ -112,7 +122,9 @@ class Session:
                     break
         finally:
             self.close_soon("connection closed")
-            with contextlib.suppress(asyncio.TimeoutError):
+            if self._aborted:
+                writer.cancel()
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(writer, timeout=5)
             await self._leave()
 
@@ -234,7 +246,7 @@ class Session:
                 you=sitting.participant(seat),
                 sitting=sitting.info(),
                 participants=[x for x in sitting.participants() if x.id != seat.id],
-                ice_servers=[p.IceServer(**s.model_dump()) for s in self.hub.settings.ice.servers],
+                ice_servers=[p.IceServer(**s) for s in ice_servers_for(self.hub.settings, seat.id)],
             )
         )
         await sitting.attach(seat, self)

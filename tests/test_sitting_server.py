@@ -158,3 +158,21 @@ async def test_a_closed_session_cuts_the_public_off_and_reopening_restores_it(se
     finally:
         for peer in (chair, viewer, late_viewer):
             await peer.close()
+
+
+async def test_active_speaker_follows_the_voice_and_a_muted_member_is_never_it(server) -> None:  # type: ignore[no-untyped-def]
+    chair = Peer(server.base_url, server.token("Maire", role="chair"), "red", 0.0)  # silent
+    speaker = Peer(server.base_url, server.token("Oratrice"), "green", 660)
+    try:
+        for peer in (chair, speaker):
+            await peer.join()
+            await peer.publish(video=False)
+        await wait_for(lambda: any(m["type"] == "active_speaker" and m["participant_id"] == speaker.me for m in chair.messages))
+        assert not any(m["type"] == "active_speaker" and m["participant_id"] == chair.me for m in speaker.messages)
+        await command(chair, {"type": "mute", "participant_id": speaker.me})
+        await wait_for(lambda: last(chair, "active_speaker")["participant_id"] is None, timeout=5)
+        await asyncio.sleep(1.5)
+        assert last(chair, "active_speaker")["participant_id"] is None  # still talking, but muted
+    finally:
+        for peer in (chair, speaker):
+            await peer.close()
