@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -32,16 +32,50 @@ class IceSettings(BaseModel):
     servers: list[IceServer] = Field(default_factory=list, description="STUN/TURN servers given to browsers.")
 
 
+class TurnSettings(BaseModel):
+    """A TURN server sharing a secret with Hemicycle (coturn ``use-auth-secret``): see docs/turn.md."""
+
+    urls: list[str] = Field(default_factory=list, description="turn:/turns: URLs given to browsers with a credential.")
+    secret: SecretStr | None = Field(None, description="coturn's static-auth-secret (better: HEMICYCLE_TURN__SECRET).")
+    ttl: int = Field(6 * 3600, gt=0, description="Seconds a minted TURN credential stays valid.")
+
+    @field_validator("urls")
+    @classmethod
+    def _turn_scheme(cls, urls: list[str]) -> list[str]:
+        bad = [u for u in urls if not u.startswith(("turn:", "turns:"))]
+        if bad:
+            raise ValueError(f"TURN URLs start with turn: or turns: (STUN goes in ice.servers): {bad}")
+        return urls
+
+
 class MediaSettings(BaseModel):
     camera_bitrate: int = Field(500_000, description="Cap fed back (REMB) to each camera publisher, bit/s.")
     screen_bitrate: int = Field(1_500_000, description="Cap fed back to each screen-share publisher, bit/s.")
     rtcp_silence_timeout: float = Field(8.0, description="Seconds without RTP/RTCP before a publisher is gone.")
 
 
+class TlsSettings(BaseModel):
+    """HTTPS served by Hemicycle itself (signaling/tls.py, docs/deployment.md)."""
+
+    certificate: Path | None = Field(None, description="PEM certificate chain; with private_key.")
+    private_key: Path | None = Field(None, description="PEM private key of that certificate.")
+    self_signed: bool = Field(False, description="Generate (once, into data_dir) and serve a self-signed certificate.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.self_signed or self.certificate is not None
+
+
 class LimitSettings(BaseModel):
     max_message_bytes: int = Field(65_536, description="Largest WebSocket message accepted.")
     send_queue: int = Field(256, description="Messages queued to a slow client before it is dropped.")
     heartbeat: float = Field(5.0, description="WebSocket ping interval, seconds; a client missing a pong is dropped.")
+    messages_per_second: float = Field(20.0, gt=0, description="Sustained messages per connection (token bucket).")
+    message_burst: int = Field(40, gt=0, description="Messages a connection may send at once above that rate.")
+    max_refused_messages: int = Field(200, gt=0, description="Refused messages before the connection is closed.")
+    max_participants: int = Field(200, gt=0, description="People connected to one sitting at once.")
+    max_sittings: int = Field(20, gt=0, description="Sittings with someone connected, at once, on this server.")
+    max_remote_candidates: int = Field(20, gt=0, description="Distinct ICE candidates in one offer or answer.")
 
 
 class AgendaItemSettings(BaseModel):
@@ -87,6 +121,12 @@ class SmtpSettings(BaseModel):
     timeout: float = Field(30.0, description="Seconds before a silent server is given up.")
 
 
+class MetricsSettings(BaseModel):
+    token: SecretStr | None = Field(
+        None, description="Bearer token that opens /metrics to non-loopback clients (better: HEMICYCLE_METRICS__TOKEN)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEMICYCLE_", env_nested_delimiter="__", extra="forbid")
 
@@ -99,8 +139,14 @@ class Settings(BaseSettings):
     demo: bool = Field(True, description="Create a demo sitting and print ready-to-click links.")
     sittings: list[SittingSettings] = Field(default_factory=lambda: [_demo_sitting()])
     ice: IceSettings = Field(default_factory=IceSettings)
+    tls: TlsSettings = Field(default_factory=lambda: TlsSettings())
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Web origins besides the server's own allowed to open the WebSocket."
+    )
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     media: MediaSettings = Field(default_factory=lambda: MediaSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
     smtp: SmtpSettings | None = Field(None, description="Mail server for convocations; none: no sending.")
     timezone: str = Field("Europe/Paris", description="The council's time zone (convocations, minutes).")
 
@@ -117,7 +163,8 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        scheme = "https" if self.tls.enabled else "http"
+        return (self.public_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
 
     @property
     def secret_path(self) -> Path:
@@ -150,6 +197,17 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         with open(path, "rb") as handle:
             values = tomllib.load(handle)
     env_only = Settings.model_validate({})  # defaults + environment
-    env_set = {k: getattr(env_only, k) for k in env_only.model_fields_set}
-    merged = {**values, **env_set, **{k: v for k, v in overrides.items() if v is not None}}
+    env_set = env_only.model_dump(exclude_unset=True)  # only what the environment set, nested
+    merged = {**_deep_merge(values, env_set), **{k: v for k, v in overrides.items() if v is not None}}
     return Settings(**merged)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, table by table: HEMICYCLE_TURN__SECRET keeps the file's [turn] urls."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
