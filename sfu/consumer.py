@@ -78,6 +78,7 @@ class Consumer:
         self.packets_out = 0
         self.bytes_out = 0
         self.retransmits = 0
+        self.send_failures = 0  # sends refused once the leg was up (metrics)
         self.fraction_lost = 0
         self.remb: int | None = None
         self.on_close: list[Callable[[Consumer], None]] = []
@@ -124,6 +125,8 @@ class Consumer:
         elif self.packets_out == 0:
             self.waiting_sync = True  # the leg is not up yet: start again on a later keyframe
             return
+        else:
+            self.send_failures += 1
         if ((seq - slot.last_seq) & 0xFFFF) < 0x8000:
             slot.last_seq = seq
             slot.last_ts = ts

@@ -23,6 +23,7 @@ from .consumer import Consumer, Slot
 from .errors import NegotiationError
 from .observers import WINDOW, ActiveSpeakerObserver
 from .producer import Producer, ProducerSpec
+from .stats import RouterTotals
 from .transport import RecvTransport, SendTransport, Transport
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Router(AsyncIOEventEmitter):
         # Tests and benches only: drop this share of packets on new transports.
         self.loss_injection = {"upstream": 0.0, "downstream": 0.0}
         self.injectors: list[LossInjector] = []
+        self.totals = RouterTotals()  # counts of closed producers and consumers (metrics)
 
     # ------------------------------------------------------------------ transports
 
@@ -162,6 +164,7 @@ class Router(AsyncIOEventEmitter):
             if spec.kind == "audio":
                 producer.audio_level_listener = self.speaker_observer.feed
             transport.add_producer(producer)
+            producer.on_close.append(self.totals.retire_producer)
             self.producers[producer.id] = producer
             self.owners[producer.id] = owner
             self.emit("producer_added", self.producer_info(producer.id))
@@ -216,6 +219,7 @@ class Router(AsyncIOEventEmitter):
         if slot is None:
             slot = transport.add_slot(producer.kind)
         consumer = Consumer(f"{transport_id}-c{next(self._ids)}", producer, slot, transport.send)
+        consumer.on_close.append(self.totals.retire_consumer)
         consumer.paused = transport.paused
         if transport.connected and slot.writer is not None and producer.kind == "video":
             producer.request_keyframe()  # otherwise asked for when the leg connects: sooner is wasted
@@ -275,6 +279,10 @@ class Router(AsyncIOEventEmitter):
     def counts(self) -> dict[str, int]:
         consumers = sum(len(p.consumers) for p in self.producers.values())
         return {"transports": len(self.transports), "producers": len(self.producers), "consumers": consumers}
+
+    def traffic(self) -> dict[str, dict[str, int]]:
+        """Per media kind, the packet counters since the router started (sfu/stats.py)."""
+        return self.totals.traffic(self)
 
     async def close(self) -> None:
         self.closed = True

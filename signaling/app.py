@@ -15,9 +15,12 @@ from sfu.router import Router
 from .convocation import acknowledge
 from .hub import Hub
 from .journal import JOURNAL_FILENAME, KEY_FILENAME, Journal, JournalKey
+from .metrics import setup_metrics
 from .replay import replay, sitting_state_from
+from .revocation import watch as watch_revocations
 from .session import Session
 from .sitting import Sitting
+from .tls import HSTS, check_origin, hsts_wanted
 from .tokens import TokenSigner
 
 log = logging.getLogger(__name__)
@@ -34,12 +37,14 @@ def create_app(settings: Settings) -> web.Application:
     app[HUB] = hub
     app[DEMO_LINKS] = []
     app.cleanup_ctx.append(_sittings_ctx)
+    app.cleanup_ctx.append(lambda app: watch_revocations(app[HUB]))  # revoked invitations dropped
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/join", _page("join.html"))
     app.router.add_get("/ws", _websocket)
     app.router.add_get("/api/demo-links", _demo_links)
     app.router.add_post("/api/acknowledge", acknowledge)
     app.router.add_get("/healthz", _health)
+    setup_metrics(app, hub)  # GET /metrics (Prometheus), docs/operations.md
     app.router.add_static("/static/", WEB_CLIENT, follow_symlinks=False)
     app.on_response_prepare.append(_security_headers)
     return app
@@ -56,7 +61,15 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
         state = sitting_state_from(spec)
         replay(state, journal.entries(spec.id))
         router = Router(spec.id, ice_servers=ice, bitrate_caps=caps)
-        sitting = Sitting(spec.id, spec.title, router, state, journal, auto_enrol=not spec.members)
+        sitting = Sitting(
+            spec.id,
+            spec.title,
+            router,
+            state,
+            journal,
+            auto_enrol=not spec.members,
+            reconnect_grace=hub.settings.media.reconnect_grace,
+        )
         hub.sittings[spec.id] = sitting
         for member in sorted(state.connected):  # connections did not survive the restart
             await sitting.server_event("connection_lost", member=member)
@@ -78,6 +91,7 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 async def _websocket(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     limits = hub.settings.limits
+    check_origin(request, hub.settings)  # a foreign web page gets 403 before the upgrade
     ws = web.WebSocketResponse(heartbeat=limits.heartbeat, max_msg_size=limits.max_message_bytes * 4)
     await ws.prepare(request)
     await Session(hub, ws, request.transport).run()
@@ -86,7 +100,8 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
 
 async def _demo_links(request: web.Request) -> web.StreamResponse:
     links = request.app[DEMO_LINKS]
-    if not links or request.remote not in ("127.0.0.1", "::1"):
+    proxied = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers  # remote is the proxy
+    if not links or request.remote not in ("127.0.0.1", "::1") or proxied:
         raise web.HTTPNotFound()
     return web.json_response({"links": links})
 
@@ -107,3 +122,5 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
+    if hsts_wanted(request.app[HUB].settings):
+        response.headers.setdefault("Strict-Transport-Security", HSTS)

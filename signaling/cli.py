@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 from config import Settings, load_settings
 
 from .admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin_command
+from .backup import BACKUP_COMMANDS, add_backup_commands, run_backup_command
 from .journal_cli import add_journal_commands, run_journal_command
+from .revocation import add_revoke_command, run_revoke_command
 from .tokens import ROLES, TokenSigner
 
 if TYPE_CHECKING:
@@ -56,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
 
     add_journal_commands(commands)
     add_admin_commands(commands)
+    add_backup_commands(commands)
+    add_revoke_command(commands)
     args = parser.parse_args(argv)
+    if args.command in BACKUP_COMMANDS:
+        return run_backup_command(args)
+    if args.command == "revoke":
+        return run_revoke_command(args)
     if args.command == "journal":
         return run_journal_command(args)
     if args.command in ADMIN_COMMANDS:
@@ -80,6 +88,8 @@ def _invite(settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if args.log_level.upper() != "DEBUG":  # aioice logs each candidate pair: participants' IP addresses
+        logging.getLogger("aioice").setLevel(logging.WARNING)
     changes: dict[str, object] = {}
     if args.host:
         changes["host"] = args.host
@@ -106,12 +116,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 async def _run(settings: Settings) -> None:
     from aiohttp import web
 
+    from . import tls
     from .app import HUB, create_app  # the media stack loads only to serve
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls.server_context(settings))
     await site.start()
     port = settings.port
     server = getattr(site, "_server", None)

@@ -23,6 +23,7 @@ from sfu.errors import NegotiationError
 
 from . import protocol as p
 from .assembly import Refused
+from .limits import MessageRate, admission_refusal, check_candidates
 from .protocol_sitting import SittingCommand, WaitingRoom
 from .tokens import TokenError
 from .turn import ice_servers_for
@@ -44,6 +45,7 @@ class Session:
         self.number = next(_connection_ids)
         self.limits = hub.settings.limits
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=self.limits.send_queue)
+        self.rate = MessageRate(self.limits)
         self.sitting: Sitting | None = None
         self.seat: Seat | None = None
         self.joined = False  # the invitation was accepted
@@ -112,7 +114,9 @@ class Session:
         writer = asyncio.get_running_loop().create_task(self._writer())
         try:
             async for msg in self.ws:
-                if msg.type == WSMsgType.TEXT:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and self.rate.refuse(self):
+                    pass  # over the rate: ignored (signaling/limits.py)
+                elif msg.type == WSMsgType.TEXT:
                     await self._on_text(msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     self.error("bad_message", "binary frames are not part of the protocol")
@@ -164,6 +168,7 @@ class Session:
             await self._hello(message)
             return
         assert self.sitting is not None and self.seat is not None
+        check_candidates(message, self.limits.max_remote_candidates)
         sitting, seat, router = self.sitting, self.seat, self.sitting.router
         if isinstance(message, p.Publish):
             if seat.role == "public":
@@ -211,6 +216,10 @@ class Session:
         sitting = self.hub.sittings.get(invitation.sitting)
         if sitting is None:
             self.error("wrong_sitting", "this invitation is for a sitting this server does not hold", fatal=True)
+            return
+        refusal = admission_refusal(self, sitting, invitation, hello.token)  # revoked, sitting or server full
+        if refusal is not None:
+            self.error(*refusal, fatal=True)
             return
         seat = sitting.seat(invitation.seat, invitation.name, invitation.role)
         if seat.id in sitting.state.removed:

@@ -9,6 +9,7 @@ the chair warned. The SFU (``sfu.Router``) only executes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -56,11 +57,20 @@ class Seat:
     muted: dict[str, bool] = field(default_factory=dict)  # muted by the member themself
     published: set[str] = field(default_factory=set)
     paused: dict[str, bool] = field(default_factory=dict)  # what the SFU was last told
+    was_in: bool = False  # entered the sitting once: a lock does not send them back to the waiting room
+    loss_timer: asyncio.TimerHandle | None = None  # a lost connection, recorded only if not back in time
 
 
 class Sitting:
     def __init__(
-        self, sitting_id: str, title: str, router: Router, state: SittingState, journal: EventLog, auto_enrol: bool
+        self,
+        sitting_id: str,
+        title: str,
+        router: Router,
+        state: SittingState,
+        journal: EventLog,
+        auto_enrol: bool,
+        reconnect_grace: float = 0.0,
     ) -> None:
         self.id = sitting_id
         self.title = title
@@ -68,6 +78,8 @@ class Sitting:
         self.state = state
         self.journal = journal
         self.auto_enrol = auto_enrol  # no roster: members are enrolled as they first join
+        self.reconnect_grace = reconnect_grace
+        self._tasks: set[asyncio.Task[None]] = set()
         self.seats: dict[str, Seat] = {}
         router.on("producer_added", self._on_producer_added)
         router.on("producer_closed", self._on_producer_closed)
@@ -167,11 +179,20 @@ class Sitting:
     # ------------------------------------------------------------------ membership
 
     def must_wait(self, seat: Seat) -> bool:
-        return self.state.locked and seat.role not in ("chair", "secretary") and seat.id not in self.state.admitted
+        if not self.state.locked or seat.role in ("chair", "secretary") or seat.was_in:
+            return False
+        return seat.id not in self.state.admitted
 
     async def attach(self, seat: Seat, session: Session) -> None:
         seat.session = session
+        seat.was_in = True
         self.broadcast(p.ParticipantJoined(participant=self.participant(seat)), skip=seat)
+        if seat.loss_timer is not None:  # back within the grace period: as if never gone
+            seat.loss_timer.cancel()
+            seat.loss_timer = None
+            if seat.id in self.state.connected:
+                session.send(snapshot(self.state))
+                return
         if seat.role in MEMBER_ROLES:
             events = []
             now = time.time()
@@ -208,8 +229,19 @@ class Sitting:
         self.broadcast(p.ParticipantLeft(participant_id=seat.id))
         if seat.id in self.state.waiting:
             self.state.waiting.remove(seat.id)
-        if seat.id in self.state.connected:
+        if seat.id not in self.state.connected:
+            return
+        if reason == "left" or self.reconnect_grace <= 0:
             await self.server_event("member_left" if reason == "left" else "connection_lost", member=seat.id)
+        else:  # the network may come back: record the loss only if the member does not
+            seat.loss_timer = asyncio.get_running_loop().call_later(self.reconnect_grace, self._lost, seat)
+
+    def _lost(self, seat: Seat) -> None:
+        seat.loss_timer = None
+        if seat.session is None and seat.id in self.state.connected:
+            task = asyncio.get_running_loop().create_task(self.server_event("connection_lost", member=seat.id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def set_muted(self, seat: Seat, source: p.Source, muted: bool) -> str | None:
         """A member mutes or unmutes themself; returns why not, when refused."""

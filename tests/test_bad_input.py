@@ -148,7 +148,7 @@ class _Nothing:
 def settings(tmp_path):  # type: ignore[no-untyped-def]
     from config import Settings
 
-    return Settings(port=0, data_dir=tmp_path, demo=False, media={"rtcp_silence_timeout": 2.0})
+    return Settings(port=0, data_dir=tmp_path, demo=False, media={"rtcp_silence_timeout": 2.0, "reconnect_grace": 0.5})
 
 
 async def test_a_member_whose_media_goes_silent_is_dropped_and_others_stay(server) -> None:  # type: ignore[no-untyped-def]
@@ -167,7 +167,8 @@ async def test_a_member_whose_media_goes_silent_is_dropped_and_others_stay(serve
     await wait_for(lambda: lost.me not in stayer.participants, timeout=10)
     seat = server.hub.sittings["demo"].seats[lost.me or ""]
     assert seat.session is None  # its media resources are released, its seat kept
-    assert any(e.type == "connection_lost" for e in server.hub.sittings["demo"].journal.entries("demo"))
+    journal = server.hub.sittings["demo"].journal
+    await wait_for(lambda: any(e.type == "connection_lost" for e in journal.entries("demo")), timeout=3)
     assert server.router.counts()["producers"] == 1
     await stayer.close()
     await lost.close()

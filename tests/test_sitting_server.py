@@ -176,3 +176,28 @@ async def test_active_speaker_follows_the_voice_and_a_muted_member_is_never_it(s
     finally:
         for peer in (chair, speaker):
             await peer.close()
+
+
+async def test_a_member_back_within_the_grace_period_never_left_even_if_the_sitting_is_locked(server) -> None:  # type: ignore[no-untyped-def]
+    chair = Peer(server.base_url, server.token("Maire", role="chair"))
+    token = server.token("Élu")
+    member = Peer(server.base_url, token)
+    await chair.join()
+    await member.join()
+    await command(member, {"type": "raise_hand"})
+    await command(chair, {"type": "lock", "locked": True})
+    seat = member.me
+    await member.close()  # the network drops: no leave message
+    await asyncio.sleep(0.5)
+    back = Peer(server.base_url, token)  # the client reconnects with the same link
+    welcome = await back.join()
+    assert welcome["type"] == "welcome" and back.me == seat  # not sent to the waiting room
+    await asyncio.sleep(0.3)
+    sitting = server.hub.sittings["demo"]
+    kinds = [e.type for e in sitting.journal.entries("demo")]
+    assert "connection_lost" not in kinds and "quorum_lost" not in kinds
+    assert [h.seat for h in sitting.state.hands] == [seat]
+    await back.send({"type": "leave"})  # a clean leave counts at once
+    await wait_for(lambda: "member_left" in [e.type for e in sitting.journal.entries("demo")], timeout=3)
+    await back.close()
+    await chair.close()

@@ -63,6 +63,12 @@ const fr = {
   "room.screenStopped": "Le partage d'écran est arrêté.",
   "room.joinedBy": "{name} a rejoint la séance.",
   "room.leftBy": "{name} a quitté la séance.",
+  "reconnect.waiting": "Connexion perdue — reconnexion dans {s} s…",
+  "reconnect.trying": "Connexion perdue — reconnexion en cours…",
+  "reconnect.now": "Réessayer maintenant",
+  "reconnect.lost": "Connexion perdue : reconnexion automatique en cours. Votre place dans la séance est conservée.",
+  "reconnect.back": "Connexion rétablie : vous avez retrouvé votre place dans la séance.",
+  "reconnect.gaveUp": "La connexion n'a pas pu être rétablie. Vérifiez votre réseau, puis rejoignez la séance.",
 
   "source.camera": "caméra",
   "source.screen": "partage d'écran",
@@ -96,6 +102,7 @@ const fr = {
   "error.server_error": "Le serveur a rencontré un problème.",
   "error.publish_failed": "Votre image ou votre son n'a pas pu être envoyé.",
   "error.subscribe_failed": "Les images et le son des autres participants n'ont pas pu être reçus.",
+  "error.not_connected": "Connexion perdue : votre demande n'a pas été transmise. Recommencez une fois la connexion rétablie.",
 
   "landing.title": "Hemicycle : visioconférence du conseil municipal",
   "landing.what": "Hemicycle permet aux élus de participer aux séances du conseil municipal à distance, et au public de les suivre en direct. Le service est hébergé par la commune : aucune donnée ne quitte ses serveurs.",
@@ -159,6 +166,12 @@ const en = {
   "room.screenStopped": "Screen sharing has stopped.",
   "room.joinedBy": "{name} joined the sitting.",
   "room.leftBy": "{name} left the sitting.",
+  "reconnect.waiting": "Connection lost — reconnecting in {s} s…",
+  "reconnect.trying": "Connection lost — reconnecting…",
+  "reconnect.now": "Try again now",
+  "reconnect.lost": "Connection lost: reconnecting automatically. Your seat in the sitting is kept.",
+  "reconnect.back": "Connection restored: you are back in your seat in the sitting.",
+  "reconnect.gaveUp": "The connection could not be restored. Check your network, then rejoin the sitting.",
 
   "source.camera": "camera",
   "source.screen": "screen share",
@@ -192,6 +205,7 @@ const en = {
   "error.server_error": "The server ran into a problem.",
   "error.publish_failed": "Your video or sound could not be sent.",
   "error.subscribe_failed": "The other participants' video and sound could not be received.",
+  "error.not_connected": "Connection lost: your request was not sent. Try again once the connection is back.",
 
   "landing.title": "Hemicycle: town council video conferencing",
   "landing.what": "Hemicycle lets councillors take part in town council sittings remotely, and the public follow them live. The service is hosted by the town: no data leaves its servers.",

@@ -1,6 +1,8 @@
 // Entry point of /join: pre-join screen -> room -> (left / disconnected) -> rejoin.
 // The invitation token is read from the URL fragment: /join#token=XXXX.
 // Test hook: window.hemicycle = {connection, state()}.
+// A dropped connection is reopened by the connection itself (protocol.js, reconnect.js):
+// this page only shows it (#reconnect-banner, body[data-connection="reconnecting"]).
 
 import { setupLanguage, t } from "./i18n.js";
 import { acquireMedia } from "./media.js";
@@ -71,6 +73,33 @@ function focusFirst(...elements) {
   target?.focus();
 }
 
+// ------------------------------------------------------------ reconnection status
+
+const reconnectBanner = $("reconnect-banner");
+let reconnectTicker = null;
+
+function renderReconnect() {
+  const current = connection;
+  if (!current?.reconnecting) {
+    hideReconnect();
+    return;
+  }
+  reconnectBanner.hidden = false;
+  document.body.dataset.connection = "reconnecting";
+  const waitMs = current.retryAt == null ? null : current.retryAt - Date.now();
+  $("reconnect-text").textContent =
+    waitMs == null || waitMs <= 0 ? t("reconnect.trying") : t("reconnect.waiting", { s: Math.ceil(waitMs / 1000) });
+  $("reconnect-now-button").disabled = current.retryAt == null;
+  if (!reconnectTicker) reconnectTicker = setInterval(renderReconnect, 250);
+}
+
+function hideReconnect() {
+  clearInterval(reconnectTicker);
+  reconnectTicker = null;
+  reconnectBanner.hidden = true;
+  delete document.body.dataset.connection;
+}
+
 function enterRoom(media) {
   lastMedia = media;
   endedMessage = null;
@@ -86,18 +115,32 @@ function enterRoom(media) {
   sittingView.attach(current);
   current.addEventListener("waitingroom", () => {
     if (connection !== current) return;
+    hideReconnect();
     showSection("waiting");
     announce(() => t("waiting.heading"));
     focusFirst($("waiting-heading"));
   });
   current.addEventListener("welcome", ({ detail }) => {
     if (connection !== current) return;
-    if (document.body.dataset.view === "waiting") showSection("room");
+    const fromWaiting = document.body.dataset.view === "waiting";
+    if (fromWaiting) showSection("room");
     rememberRole(token, detail.me.role);
     const title = detail.sitting?.title ?? "";
     document.title = title ? `${title} – Hemicycle` : "Hemicycle";
+    if (detail.again && !fromWaiting) return; // a reconnection: "reconnected" says so, focus stays put
     announce(() => t("room.joined", { title }));
     focusFirst($("mute-button"), $("leave-button"));
+  });
+  current.addEventListener("reconnecting", ({ detail }) => {
+    if (connection !== current) return;
+    const shown = !reconnectBanner.hidden;
+    renderReconnect();
+    if (!shown && detail.retryAt != null) announce(() => t("reconnect.lost")); // once per outage
+  });
+  current.addEventListener("reconnected", () => {
+    if (connection !== current) return;
+    hideReconnect();
+    announce(() => t("reconnect.back"));
   });
   current.addEventListener("closed", ({ detail }) => {
     if (connection !== current) return;
@@ -110,11 +153,13 @@ function enterRoom(media) {
 }
 
 function leaveRoom(detail) {
+  hideReconnect();
   lastMedia = { ...lastMedia, ...room.rejoinMedia() };
   room.detach();
   sittingView.detach();
   if (detail.reason === "left") endedMessage = () => t("room.left");
   else if (detail.error) endedMessage = () => errorText(detail.error);
+  else if (detail.gaveUp) endedMessage = () => t("reconnect.gaveUp");
   else endedMessage = () => t("room.closed");
   $("ended-message").textContent = endedMessage();
   $("sitting-title").textContent = "";
@@ -143,6 +188,7 @@ async function rejoin() {
 document.addEventListener("hemicycle:langchange", () => {
   if (statusMessage) statusLine.textContent = statusMessage();
   if (endedMessage) $("ended-message").textContent = endedMessage();
+  if (!reconnectBanner.hidden) renderReconnect();
 });
 
 window.addEventListener("hashchange", () => {
@@ -152,6 +198,7 @@ window.addEventListener("hashchange", () => {
 window.addEventListener("pagehide", () => connection?.leave());
 
 $("rejoin-button").addEventListener("click", rejoin);
+$("reconnect-now-button").addEventListener("click", () => connection?.retryNow());
 $("waiting-leave-button").addEventListener("click", () => connection?.leave());
 prejoin.onJoin(() => enterRoom(prejoin.takeMedia()));
 showSection("prejoin");
@@ -194,6 +241,8 @@ window.hemicycle = {
   state() {
     return {
       joined: !!connection?.joined,
+      reconnecting: !!connection?.reconnecting,
+      reconnections: connection?.reconnections ?? 0,
       me: connection?.me ? copyParticipant(connection.me) : null,
       participants: connection ? [...connection.participants.values()].map(copyParticipant) : [],
       tiles: room.tiles.describe(),
