@@ -39,6 +39,7 @@ class Slot:
         self.last_time = 0.0
         self.last_picture_id = -1
         self.last_tl0 = -1
+        self.hooked = False  # the subscriber's RTCP about this m-line reaches on_rtcp
 
     def configure(self, ssrc: int, payload_type: int, ids: ExtensionIds, clock_rate: int) -> None:
         self.writer = LegWriter(ssrc, payload_type, self.mid, ids, self.kind == "audio")

@@ -220,6 +220,11 @@ class SendTransport(Transport):
                     self._send_rtcp(rtcp.remb(self.feedback_ssrc, self.bitrate_caps[kind], ssrcs))
 
 
+def _one_byte_id(ext_id: int) -> int:
+    """A header-extension id the SFU can write in the one-byte form (RFC 8285), else 0: not sent."""
+    return ext_id if 1 <= ext_id <= 14 else 0
+
+
 def _with(spec: ProducerSpec, **changes: Any) -> ProducerSpec:
     return dataclasses.replace(spec, **changes)
 
@@ -294,10 +299,15 @@ class RecvTransport(Transport):
             if not codecs:
                 continue
             ext = glue.negotiated_extensions(transceiver)
-            ids = ExtensionIds(ext.get(EXT_MID, 0), ext.get(EXT_ABS_SEND_TIME, 0), ext.get(EXT_AUDIO_LEVEL, 0))
-            if slot.writer is None:
+            uris = (EXT_MID, EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL)
+            ids = ExtensionIds(*(_one_byte_id(ext.get(uri, 0)) for uri in uris))
+            try:
+                slot.configure(glue.sender_ssrc(transceiver), codecs[0].payloadType, ids, codecs[0].clockRate)
+            except ValueError as exc:
+                raise NegotiationError("bad_sdp", f"answer unusable for m-line {slot.mid}: {exc}") from exc
+            if not slot.hooked:
                 glue.hook_sender_rtcp(transceiver, slot.on_rtcp)
-            slot.configure(glue.sender_ssrc(transceiver), codecs[0].payloadType, ids, codecs[0].clockRate)
+                slot.hooked = True
         transceivers = self.pc.getTransceivers()
         if transceivers:
             dtls = glue.dtls_of(transceivers[0])
