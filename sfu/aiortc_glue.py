@@ -294,6 +294,13 @@ class MediaLine:
             if ssrcs:
                 self.ssrc = ssrcs[0]
         self.candidate_hosts = [c.ip for c in media.ice_candidates]
+        self.secured = bool(
+            media.dtls is not None
+            and media.dtls.fingerprints
+            and media.ice is not None
+            and media.ice.usernameFragment
+            and media.ice.password
+        )
 
 
 def describe_sdp(sdp: str) -> list[MediaLine]:
@@ -306,4 +313,10 @@ def describe_sdp(sdp: str) -> list[MediaLine]:
         raise ValueError(f"unreadable SDP: {exc}") from exc
     if not description.media:
         raise ValueError("SDP has no media section")
-    return [MediaLine(m) for m in description.media]
+    lines = [MediaLine(m) for m in description.media]
+    for line in lines:
+        if not line.secured:
+            raise ValueError(f"m-line {line.mid}: no DTLS fingerprint or ICE credentials")
+        if any(not 0 <= pt <= 127 for pt, _, _, _ in line.codecs):
+            raise ValueError(f"m-line {line.mid}: payload type out of range")
+    return lines

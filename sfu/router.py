@@ -144,6 +144,9 @@ class Router(AsyncIOEventEmitter):
         """
         transport = self._send_transport(transport_id)
         answer, lines = await transport.accept_offer(sdp, set(tracks))
+        for line in lines:
+            if (tracks[line.mid or ""] == "mic") != (line.kind == "audio"):
+                raise NegotiationError("bad_message", f"m-line {line.mid} is {line.kind}, not {tracks[line.mid or '']}")
         current = dict(transport.by_mid)
         for mid, producer in current.items():
             if mid not in tracks or tracks[mid] != producer.spec.source:

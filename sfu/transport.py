@@ -289,6 +289,14 @@ class RecvTransport(Transport):
         if revision != self.pending_revision:
             raise NegotiationError("bad_message", f"answer for revision {revision}, expected {self.pending_revision}")
         try:
+            lines = glue.describe_sdp(sdp)  # refused before it changes anything: the client may answer again
+        except ValueError as exc:
+            raise NegotiationError("bad_sdp", str(exc)) from exc
+        for line in lines:
+            if any(not 1 <= ext_id <= 14 for ext_id in line.extensions.values()):
+                message = f"m-line {line.mid}: header extension ids must be 1 to 14, as offered"
+                raise NegotiationError("bad_sdp", message)
+        try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=drop_unusable_candidates(sdp), type="answer"))
         except Exception as exc:
             raise NegotiationError("bad_sdp", f"answer refused: {exc}") from exc

@@ -8,6 +8,7 @@ documents them with examples that ``tests/test_protocol_doc.py`` validates.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
@@ -209,5 +210,8 @@ ServerMessageAdapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
 
 
 def dump(message: BaseModel) -> str:
-    """Serialise a server message to the JSON text sent on the WebSocket."""
-    return message.model_dump_json()
+    """Serialise a server message to the JSON text sent on the WebSocket (never raises on text)."""
+    try:
+        return message.model_dump_json()
+    except ValueError:  # e.g. a lone surrogate: send it escaped rather than not at all
+        return json.dumps(message.model_dump(mode="python"), ensure_ascii=True, default=str)

@@ -15,7 +15,7 @@ from .protocol_types import _Message
 
 Choice = Literal["for", "against", "abstain", "not_voting"]
 MutableSource = Literal["mic", "camera"]
-Id = Annotated[str, Field(min_length=1, max_length=64)]
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_:@-]+$")]  # seat and item ids
 
 # ---------------------------------------------------------------- moderation
 

@@ -138,11 +138,17 @@ class Session:
             return
         try:
             raw = json.loads(text)
-        except ValueError:
-            self.error("bad_json", "message is not JSON")
+            # lone surrogates (from "\ud800" escapes) are not text: refuse them here, before
+            # they reach an error message, the journal or a name on someone's screen
+            json.dumps(raw, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+            self.error("bad_json", "message is not JSON text (or is nested too deeply)")
             return
         try:
             message = p.ClientMessageAdapter.validate_python(raw)
+        except RecursionError:
+            self.error("bad_message", "message nested too deeply")
+            return
         except ValidationError as exc:
             kind = raw.get("type") if isinstance(raw, dict) else None
             first = exc.errors()[0]

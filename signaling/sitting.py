@@ -23,7 +23,7 @@ from sfu.router import ProducerInfo, Router
 
 from . import protocol as p
 from . import rules
-from .assembly import Actor, Admit, Decision, Disconnect, Event, Warn
+from .assembly import Actor, Admit, Decision, Disconnect, Event, Refused, Warn
 from .moderation import self_unmute_refusal
 from .protocol_sitting import Notice, SittingCommand
 from .sitting_state import SittingState
@@ -142,7 +142,10 @@ class Sitting:
 
     async def command(self, seat: Seat, command: SittingCommand) -> None:
         """A command from a member: checked by the rules (raises Refused), then recorded."""
-        decision = rules.decide(self.state, Actor(seat.id, seat.role), command, time.time())
+        decision = rules.decide(self.state, Actor(seat.id, seat.role), command, time.time())  # pure: checks first
+        target = getattr(command, "participant_id", None)
+        if target is not None and target not in self.seats:
+            raise Refused("bad_message", "no such participant in this sitting")
         await self.record(decision)
 
     async def _carry_out(self, effect: Disconnect | Admit | Warn) -> None:

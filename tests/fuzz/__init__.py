@@ -1,0 +1,1 @@
+"""Helpers of tests/test_fuzz.py: hypothesis strategies and the threaded harness."""
