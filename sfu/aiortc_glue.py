@@ -314,6 +314,11 @@ def describe_sdp(sdp: str) -> list[MediaLine]:
     if not description.media:
         raise ValueError("SDP has no media section")
     lines = [MediaLine(m) for m in description.media]
+    mids = {m.rtp.muxId for m in description.media}
+    for group in description.group:
+        if group.semantic == "BUNDLE" and any(str(item) not in mids for item in group.items):
+            # aiortc would leave the bundled m-lines without a transport, and fail later
+            raise ValueError("BUNDLE group names an m-line the SDP does not have")
     for line in lines:
         if not line.secured:
             raise ValueError(f"m-line {line.mid}: no DTLS fingerprint or ICE credentials")

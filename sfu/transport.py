@@ -87,7 +87,10 @@ class Transport:
         self.closed = True
         if self._task is not None:
             self._task.cancel()
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except Exception:  # a peer connection left half-made by a bad SDP must not stop the clean-up
+            log.warning("transport %s did not close cleanly", self.id, exc_info=True)
 
 
 class SendTransport(Transport):

@@ -172,3 +172,14 @@ async def test_a_member_whose_media_goes_silent_is_dropped_and_others_stay(serve
     assert server.router.counts()["producers"] == 1
     await stayer.close()
     await lost.close()
+
+
+async def test_a_bundle_group_naming_a_missing_m_line_is_refused(server, member) -> None:  # type: ignore[no-untyped-def]
+    offer = (await _ghost_offer()).replace("a=group:BUNDLE 0", "a=group:BUNDLE 7 0")
+    replies = await _exchange(
+        server.base_url,
+        [hello(server.token("X")), {"type": "publish", "sdp": offer, "tracks": [{"mid": "0", "source": "mic"}]}],
+        expect_close=False,
+    )
+    assert [r["code"] for r in replies if r["type"] == "error"] == ["bad_sdp"]
+    assert server.router.counts()["producers"] == 2  # only the witness's
