@@ -30,6 +30,8 @@ class IceSettings(BaseModel):
         description="Addresses the SFU offers as ICE host candidates (loopback by default).",
     )
     servers: list[IceServer] = Field(default_factory=list, description="STUN/TURN servers given to browsers.")
+    udp_port_min: int | None = Field(None, description="Lowest UDP port for media (with udp_port_max).")
+    udp_port_max: int | None = Field(None, description="Highest UDP port for media; unset: any free port.")
 
 
 class TurnSettings(BaseModel):

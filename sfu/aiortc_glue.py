@@ -325,3 +325,59 @@ def describe_sdp(sdp: str) -> list[MediaLine]:
         if any(not 0 <= pt <= 127 for pt, _, _, _ in line.codecs):
             raise ValueError(f"m-line {line.mid}: payload type out of range")
     return lines
+
+
+class _PortRangeLoop:
+    """The running loop as aioice sees it: UDP sockets it asks for on port 0 are bound in a range."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, allocator: _PortAllocator) -> None:
+        self._loop = loop
+        self._allocator = allocator
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+    async def create_datagram_endpoint(self, factory: Any, local_addr: Any = None, **kwargs: Any) -> Any:
+        if local_addr is None or local_addr[1] != 0:
+            return await self._loop.create_datagram_endpoint(factory, local_addr=local_addr, **kwargs)
+        for port in self._allocator.candidates():
+            try:
+                return await self._loop.create_datagram_endpoint(factory, local_addr=(local_addr[0], port), **kwargs)
+            except OSError:
+                continue  # in use: the next one
+        raise OSError(f"no free UDP port in {self._allocator.low}-{self._allocator.high}")
+
+
+class _PortAllocator:
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+        self._next = low
+
+    def candidates(self) -> list[int]:
+        """Every port of the range once, starting after the last one handed out."""
+        size = self.high - self.low + 1
+        start = self._next
+        self._next = self.low + (start - self.low + 1) % size
+        return [self.low + (start - self.low + i) % size for i in range(size)]
+
+
+def restrict_udp_ports(low: int, high: int) -> None:
+    """Bind every ICE host candidate in ``low``-``high`` (a firewall opens just that range)."""
+    if not 1024 <= low <= high <= 65535:
+        raise ValueError("UDP port range must be within 1024-65535, low <= high")
+    allocator = _PortAllocator(low, high)
+
+    class _AsyncioForAioice:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+        @staticmethod
+        def get_running_loop() -> Any:
+            return _PortRangeLoop(asyncio.get_running_loop(), allocator)
+
+    setattr(aioice.ice, "asyncio", _AsyncioForAioice())  # noqa: B010  (only aioice sees the shim)
+
+
+def allow_any_udp_port() -> None:
+    """Undo :func:`restrict_udp_ports`."""
+    setattr(aioice.ice, "asyncio", asyncio)  # noqa: B010

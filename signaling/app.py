@@ -53,6 +53,9 @@ def create_app(settings: Settings) -> web.Application:
 async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
     aiortc_glue.restrict_host_addresses(hub.settings.ice.host_addresses)
+    ice_settings = hub.settings.ice
+    if ice_settings.udp_port_min is not None and ice_settings.udp_port_max is not None:
+        aiortc_glue.restrict_udp_ports(ice_settings.udp_port_min, ice_settings.udp_port_max)
     caps = {"camera": hub.settings.media.camera_bitrate, "screen": hub.settings.media.screen_bitrate}
     ice = [s.model_dump(exclude_none=True) for s in hub.settings.ice.servers]
     data_dir = hub.settings.data_dir
@@ -79,6 +82,8 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
         await sitting.router.close()
     hub.sittings.clear()
     await journal.aclose()
+    if ice_settings.udp_port_min is not None:
+        aiortc_glue.allow_any_udp_port()
 
 
 def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
