@@ -9,6 +9,7 @@ is served only to 127.0.0.1 and is read twice per measurement window.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
@@ -36,7 +37,15 @@ def _counters(app: web.Application) -> dict[str, Any]:
 async def _stats(request: web.Request) -> web.StreamResponse:
     if request.remote not in ("127.0.0.1", "::1"):
         raise web.HTTPNotFound()
-    return web.json_response(_counters(request.app))
+    counters = _counters(request.app)
+    counts = {"transports": 0, "producers": 0, "consumers": 0, "peer_connections": 0}
+    for sitting in request.app[HUB].sittings.values():
+        for key, value in sitting.router.counts().items():
+            counts[key] += value
+        counts["peer_connections"] += len(sitting.router.transports)
+    counters["live"] = counts
+    counters["tasks"] = len(asyncio.all_tasks())
+    return web.json_response(counters)
 
 
 def _create_app_with_stats(settings: Any) -> web.Application:

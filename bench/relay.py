@@ -36,7 +36,7 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def ensure_private_network(argv: list[str], allow_host: bool) -> str:
+def ensure_private_network(argv: list[str], allow_host: bool, module: str = "bench.relay") -> str:
     """Re-exec under ``unshare -n`` when possible; returns how the network is isolated."""
     if common.in_private_netns():
         return "private (only lo)"
@@ -45,7 +45,7 @@ def ensure_private_network(argv: list[str], allow_host: bool) -> str:
     if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip"):
         os.environ[NETNS_MARK] = "1"
         script = 'ip link set lo up && exec "$@"'
-        os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, "-m", "bench.relay", *argv])
+        os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, "-m", module, *argv])
     if allow_host:
         log("WARNING: running in the host network namespace (--allow-host-network); ICE stays on 127.0.0.1")
         return "host (--allow-host-network), ICE restricted to 127.0.0.1"
