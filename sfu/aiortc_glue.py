@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
@@ -80,14 +80,11 @@ def check_private_hooks() -> None:
         (RTCDtlsTransport, "_handle_rtcp_data"),
         (RTCDtlsTransport, "_send_rtp"),
         (RTCRtpSender, "_handle_rtcp_packet"),
-        (RTCRtpSender, "_RTCRtpSender__ntp_timestamp"),
         (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder"),
         (aioice.ice, "get_host_addresses"),
         (aiortc.rtcpeerconnection, "RTCDtlsTransport"),
     ]
     for owner, name in needed:
-        if name == "_RTCRtpSender__ntp_timestamp":
-            continue  # an instance attribute, checked by set_sender_report
         if not hasattr(owner, name):
             problems.append(f"{getattr(owner, '__name__', owner)}.{name} is missing")
     if problems:
@@ -162,9 +159,6 @@ def set_stream_id(transceiver: RTCRtpTransceiver, stream_id: str, track_id: str)
 
 def sender_ssrc(transceiver: RTCRtpTransceiver) -> int:
     return int(transceiver.sender._ssrc)
-
-
-RtcpHandler = Callable[[Any], Awaitable[None]]
 
 
 def hook_sender_rtcp(transceiver: RTCRtpTransceiver, handler: Callable[[str, Any], None]) -> None:

@@ -143,18 +143,14 @@ class Producer:
         else:
             self._keyframe_request_pending = True
 
-    def tick(self) -> bytes | None:
-        """Periodic work (every ~100 ms): deferred keyframe requests, NACK retries.
-
-        Returns this stream's receiver-report block when one is due.
-        """
+    def tick(self) -> None:
+        """Periodic work (every ~100 ms): deferred keyframe requests, NACK retries."""
         if self._keyframe_request_pending:
             self.request_keyframe()
         if self.nacks is not None and self.nacks.missing and self.ssrc is not None:
             due = self.nacks.due()
             if due:
                 self._send_rtcp(rtcp.nack(self.feedback_ssrc, self.ssrc, due))
-        return None
 
     # ------------------------------------------------------------------ state
 

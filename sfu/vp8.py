@@ -91,8 +91,7 @@ def rewrite_descriptor(
 ) -> bytes:
     """Return ``payload`` with PictureID and TL0PICIDX shifted back by the offsets.
 
-    A 7-bit PictureID is widened to 15 bits is not needed: Chromium and aiortc send
-    15-bit ids; a 7-bit one is shifted modulo 128.
+    Chromium and aiortc send 15-bit ids; a 7-bit one is shifted modulo 128.
     """
     if (picture_id_offset == 0 or desc.picture_id is None) and (tl0_offset == 0 or desc.tl0picidx is None):
         return bytes(payload)
