@@ -11,8 +11,9 @@ import pytest
 from aiohttp import web
 
 from config import Settings
-from signaling.app import HUB, create_app
+from signaling.app import HUB
 from signaling.hub import Hub
+from tests.servers import start_app
 
 
 @dataclass
@@ -36,11 +37,6 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[RunningServer]:
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield RunningServer(f"http://127.0.0.1:{port}", app[HUB], app)
+    runner, base_url = await start_app(settings)
+    yield RunningServer(base_url, runner.app[HUB], runner.app)
     await runner.cleanup()

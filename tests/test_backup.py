@@ -14,25 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from config import Settings
-from signaling.app import HUB, create_app
+from signaling.app import HUB
 from signaling.cli import main as hemicycle
 from signaling.journal import Entry, Journal
 from tests.peers import Peer
+from tests.servers import start_app
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = "load-test"  # a sitting of the journal the servers do not hold: only appended to
-
-
-async def _run(settings: Settings) -> tuple[web.AppRunner, str]:
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
 
 
 async def command(peer: Peer, message: dict[str, Any]) -> None:
@@ -70,7 +61,7 @@ async def test_backup_while_serving_then_restore_and_replay(tmp_path: Path, caps
     (recordings / "seg-0001.webm").write_bytes(b"closed segment " * 1000)
     (recordings / "seg-0002.webm.part").write_bytes(b"being written")
     settings = Settings(port=0, data_dir=data, demo=False)
-    runner, base = await _run(settings)
+    runner, base = await start_app(settings)
     hub = runner.app[HUB]
     names = ["Maire", "Adjointe", "Conseiller", "Conseillère"]
     tokens = [hub.signer.mint("demo", n, "chair" if i == 0 else "councillor", 3600) for i, n in enumerate(names)]
@@ -144,7 +135,7 @@ async def test_backup_while_serving_then_restore_and_replay(tmp_path: Path, caps
     assert not list(tmp_path.glob(".restored.restoring-*"))
 
     # a new server on the restored directory replays the sitting; old invitations still work
-    runner, base = await _run(Settings(port=0, data_dir=restored, demo=False))
+    runner, base = await start_app(Settings(port=0, data_dir=restored, demo=False))
     try:
         hub = runner.app[HUB]
         state = hub.sittings["demo"].state

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from config import Settings
-from signaling.app import HUB, create_app
+from signaling.app import HUB
 from tests.peers import Peer
+from tests.servers import start_app
 from tests.test_media_relay import wait_for
 
 pytestmark = pytest.mark.asyncio
@@ -80,18 +80,9 @@ async def test_councillor_cannot_run_the_sitting_and_public_cannot_vote(server) 
         await viewer.close()
 
 
-async def _run(settings: Settings) -> tuple[web.AppRunner, str]:
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-
-
 async def test_a_restart_mid_sitting_keeps_roll_proxies_votes_and_journal(tmp_path: Path) -> None:
     settings = Settings(port=0, data_dir=tmp_path, demo=False)
-    runner, base = await _run(settings)
+    runner, base = await start_app(settings)
     hub = runner.app[HUB]
     names = ["Maire", "Adjointe", "Conseiller", "Conseillère"]
     tokens = [hub.signer.mint("demo", n, "chair" if i == 0 else "councillor", 3600) for i, n in enumerate(names)]
@@ -109,7 +100,7 @@ async def test_a_restart_mid_sitting_keeps_roll_proxies_votes_and_journal(tmp_pa
         await peer.close()
     await runner.cleanup()
 
-    runner, base = await _run(settings)  # same data directory: a restart
+    runner, base = await start_app(settings)  # same data directory: a restart
     hub = runner.app[HUB]
     state = hub.sittings["demo"].state
     assert state.proxies == {c.me: b.me}
