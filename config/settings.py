@@ -59,6 +59,34 @@ class MediaSettings(BaseModel):
     )
 
 
+class ProgrammeSettings(BaseModel):
+    """The public programme: one mixed, captioned stream per sitting (sfu/programme)."""
+
+    enabled: bool = Field(True, description="Compose the public programme (live page, WHEP, HLS, recording).")
+    width: int = Field(1280, ge=160, le=1920, description="Programme video width, pixels (even).")
+    height: int = Field(720, ge=90, le=1080, description="Programme video height, pixels (even).")
+    fps: int = Field(30, ge=5, le=30, description="Programme frames per second.")
+    video_bitrate: int = Field(1_500_000, gt=0, description="H.264 target bit rate of the programme, bit/s.")
+    hls_segment_s: float = Field(2.0, ge=1.0, le=10.0, description="Seconds per HLS segment (and recording).")
+    rtmp_url: str | None = Field(None, description="Also push the programme by RTMP (PeerTube, Owncast), e.g. "
+                                 "rtmp://peertube.example/live/KEY; none: no push.")
+
+
+class PublicSettings(BaseModel):
+    frame_ancestors: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to embed the public pages (/live, /replay) in an <iframe>, "
+        "e.g. https://www.mairie.example; empty: none.",
+    )
+
+
+class RecordingSettings(BaseModel):
+    enabled: bool = Field(True, description="Record the programme of every public sitting (HLS segments).")
+    retention_days: float | None = Field(
+        None, gt=0, description="Delete recordings older than this many days; none: keep them."
+    )
+
+
 class TlsSettings(BaseModel):
     """HTTPS served by Hemicycle itself (signaling/tls.py, docs/deployment.md)."""
 
@@ -152,6 +180,9 @@ class Settings(BaseSettings):
     media: MediaSettings = Field(default_factory=lambda: MediaSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
+    programme: ProgrammeSettings = Field(default_factory=lambda: ProgrammeSettings())
+    public: PublicSettings = Field(default_factory=PublicSettings)
+    recording: RecordingSettings = Field(default_factory=lambda: RecordingSettings())
     smtp: SmtpSettings | None = Field(None, description="Mail server for convocations; none: no sending.")
     timezone: str = Field("Europe/Paris", description="The council's time zone (convocations, minutes).")
 
@@ -170,6 +201,11 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         scheme = "https" if self.tls.enabled else "http"
         return (self.public_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def recordings_dir(self) -> Path:
+        """DATA_DIR/recordings/<sitting>/<run>/: programme.m3u8, segments, recording.json."""
+        return self.data_dir / "recordings"
 
     @property
     def secret_path(self) -> Path:
