@@ -68,6 +68,7 @@ class ProgrammeSettings(BaseModel):
     fps: int = Field(30, ge=5, le=30, description="Programme frames per second.")
     video_bitrate: int = Field(1_500_000, gt=0, description="H.264 target bit rate of the programme, bit/s.")
     hls_segment_s: float = Field(2.0, ge=1.0, le=10.0, description="Seconds per HLS segment (and recording).")
+    max_viewers: int = Field(200, gt=0, description="WHEP viewers at once; more are sent to HLS.")
     rtmp_url: str | None = Field(None, description="Also push the programme by RTMP (PeerTube, Owncast), e.g. "
                                  "rtmp://peertube.example/live/KEY; none: no push.")
 

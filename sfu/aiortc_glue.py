@@ -375,3 +375,9 @@ def restrict_udp_ports(low: int, high: int) -> None:
 def allow_any_udp_port() -> None:
     """Undo :func:`restrict_udp_ports`."""
     setattr(aioice.ice, "asyncio", asyncio)  # noqa: B010
+
+
+def answer_as_sender(transceiver: RTCRtpTransceiver) -> None:
+    """A transceiver made from a remote recvonly offer (WHEP): answer sendonly, sender parked."""
+    transceiver.direction = "sendonly"
+    park_sender(transceiver)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import rtcp, rtp
+from . import h264, rtcp, rtp
 from .rtp import RtpView, read_packet, unwrap_rtx
 from .vp8 import Vp8Descriptor, parse_descriptor
 
@@ -32,7 +32,7 @@ class ProducerSpec:
     source: str  # "mic" | "camera" | "screen"
     payload_type: int
     clock_rate: int
-    codec: str  # "opus" | "vp8"
+    codec: str  # "opus" | "vp8" | "h264"
     ssrc: int | None
     rtx_ssrc: int | None
     rtx_payload_type: int | None
@@ -62,6 +62,7 @@ class Producer:
         self._send_rtcp = send_rtcp
         self.feedback_ssrc = feedback_ssrc
         self._is_vp8 = spec.codec == "vp8"
+        self._is_h264 = spec.codec == "h264"
         self._cache: list[tuple[int, bytes, RtpView, Vp8Descriptor | None] | None] = [None] * CACHE_SIZE
         self.stats = rtcp.ReceiveStats(spec.clock_rate)
         self.nacks = rtcp.NackTracker() if spec.kind == "video" else None
@@ -104,6 +105,8 @@ class Producer:
                 desc = parse_descriptor(memoryview(data)[view.payload_offset : view.payload_end])
             except ValueError:
                 return
+        elif self._is_h264:
+            desc = h264.describe(memoryview(data)[view.payload_offset : view.payload_end])
         self._cache[view.sequence % CACHE_SIZE] = (view.sequence, data, view, desc)
         if self.paused:
             return

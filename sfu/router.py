@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +20,13 @@ from pyee.asyncio import AsyncIOEventEmitter
 from . import aiortc_glue as glue
 from .consumer import Consumer, Slot
 from .errors import NegotiationError
+from .loss import LossInjector
 from .observers import WINDOW, ActiveSpeakerObserver
+from .plain import PlainTransport
 from .producer import Producer, ProducerSpec
 from .stats import RouterTotals
 from .transport import RecvTransport, SendTransport, Transport
+from .viewer import ViewerTransport
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ class Router(AsyncIOEventEmitter):
         self.loss_injection = {"upstream": 0.0, "downstream": 0.0}
         self.injectors: list[LossInjector] = []
         self.totals = RouterTotals()  # counts of closed producers and consumers (metrics)
+        self.plain: dict[str, PlainTransport] = {}  # links to local workers (the programme)
+        self.injected: dict[str, Producer] = {}  # media a worker sends back: consumed by viewers only
 
     # ------------------------------------------------------------------ transports
 
@@ -214,7 +218,7 @@ class Router(AsyncIOEventEmitter):
         Returns True when a new slot was added, i.e. the subscriber needs a new offer.
         """
         transport = self._recv_transport(transport_id)
-        producer = self.producers[producer_id]
+        producer = self.producers.get(producer_id) or self.injected[producer_id]
         if any(s.consumer is not None and s.consumer.producer is producer for s in transport.slots):
             return False
         slot = transport.free_slot(producer.kind)
@@ -269,6 +273,72 @@ class Router(AsyncIOEventEmitter):
                 table.append(SlotInfo(slot.mid, slot.kind, p.id, self.owners.get(p.id), p.spec.source))
         return table
 
+    # ------------------------------------------------------------------ workers and viewers (sfu/plain.py)
+
+    async def create_plain_transport(self, transport_id: str) -> int:
+        """A plain-RTP link to a local worker; returns its loopback UDP port."""
+        transport = PlainTransport(transport_id)
+        self.plain[transport_id] = transport
+        return await transport.open()
+
+    def connect_plain(self, transport_id: str, host: str, port: int) -> None:
+        self.plain[transport_id].connect(host, port)
+
+    def tap(self, transport_id: str, producer_id: str, ssrc: int, payload_type: int) -> None:
+        """Send a producer's media, as plain RTP with this SSRC and payload type, to the worker."""
+        transport = self.plain[transport_id]
+        producer = self.producers[producer_id]
+        if any(s.consumer is not None and s.consumer.producer is producer for s in transport.slots):
+            return
+        slot = transport.free_slot(producer.kind)
+        if slot is None or slot.writer is None or slot.writer.ssrc != ssrc:
+            slot = transport.add_slot(producer.kind, ssrc, payload_type, producer.spec.clock_rate)
+        consumer = Consumer(f"{transport_id}-t{next(self._ids)}", producer, slot, transport.send)
+        consumer.on_close.append(self.totals.retire_consumer)
+        if producer.kind == "video":
+            producer.request_keyframe()
+
+    def untap(self, transport_id: str, producer_id: str) -> None:
+        for slot in self.plain[transport_id].slots:
+            if slot.consumer is not None and slot.consumer.producer.id == producer_id:
+                slot.consumer.close()
+
+    def inject(self, transport_id: str, spec: ProducerSpec) -> str:
+        """A producer fed by the worker's RTP (``spec.ssrc``); not announced to members."""
+        transport = self.plain[transport_id]
+        producer = Producer(
+            f"{self.id}-i{next(self._ids)}", spec, 0, 0, transport.send_rtcp, transport.feedback_ssrc
+        )
+        transport.add_producer(producer)
+        producer.on_close.append(self._forget_injected)
+        self.injected[producer.id] = producer
+        return producer.id
+
+    def _forget_injected(self, producer: Producer) -> None:
+        self.injected.pop(producer.id, None)
+
+    async def close_plain_transport(self, transport_id: str) -> None:
+        transport = self.plain.pop(transport_id, None)
+        if transport is not None:
+            await transport.close()
+
+    async def create_viewer(self, transport_id: str, offer: str, producer_ids: list[str]) -> str:
+        """A WHEP viewer: answer its offer and point its slots at ``producer_ids``."""
+        transport = ViewerTransport(transport_id, self.ice_servers)
+        self._add_transport(transport)
+        try:
+            answer = await transport.answer(offer)
+        except Exception:
+            await self.close_transport(transport_id)
+            raise
+        for producer_id in producer_ids:
+            producer = self.injected.get(producer_id) or self.producers.get(producer_id)
+            slot = None if producer is None else transport.free_slot(producer.kind)
+            if producer is not None and slot is not None:
+                consumer = Consumer(f"{transport_id}-c{next(self._ids)}", producer, slot, transport.send)
+                consumer.on_close.append(self.totals.retire_consumer)
+        return answer
+
     # ------------------------------------------------------------------ observers and close
 
     def _on_speaker(self, producer: Producer | None) -> None:
@@ -280,7 +350,7 @@ class Router(AsyncIOEventEmitter):
             self.speaker_observer.evaluate()
 
     def counts(self) -> dict[str, int]:
-        consumers = sum(len(p.consumers) for p in self.producers.values())
+        consumers = sum(len(p.consumers) for p in (*self.producers.values(), *self.injected.values()))
         return {"transports": len(self.transports), "producers": len(self.producers), "consumers": consumers}
 
     def traffic(self) -> dict[str, dict[str, int]]:
@@ -292,6 +362,8 @@ class Router(AsyncIOEventEmitter):
         self._observer_task.cancel()
         for transport_id in list(self.transports):
             await self.close_transport(transport_id)
+        for transport_id in list(self.plain):
+            await self.close_plain_transport(transport_id)
         self.remove_all_listeners()
 
     def _send_transport(self, transport_id: str) -> SendTransport:
@@ -305,22 +377,6 @@ class Router(AsyncIOEventEmitter):
         if not isinstance(transport, RecvTransport):
             raise NegotiationError("not_ready", f"no subscribing transport {transport_id}")
         return transport
-
-
-class LossInjector:
-    """Drops one packet in every ``1/rate``, at a random phase: loss on the wire, for tests."""
-
-    def __init__(self, rate: float) -> None:
-        self.period = max(2, round(1 / rate))
-        self.count = random.randrange(self.period)
-        self.dropped = 0
-
-    def __call__(self) -> bool:
-        self.count += 1
-        if self.count % self.period:
-            return False
-        self.dropped += 1
-        return True
 
 
 def _spec_from_line(line: glue.MediaLine, source: str, stream_id: str) -> ProducerSpec:

@@ -304,6 +304,12 @@ class RecvTransport(Transport):
         except Exception as exc:
             raise NegotiationError("bad_sdp", f"answer refused: {exc}") from exc
         self.pending_revision = None
+        self._configure_slots()
+        if self.connected:  # new slots on a live connection: their consumers need a keyframe now
+            self.on_connected()
+
+    def _configure_slots(self) -> None:
+        """After negotiation: each slot's SSRC, payload type and extension ids; the sender."""
         for slot in self.slots:
             transceiver = slot.handle
             codecs = glue.negotiated_codecs(transceiver)
@@ -325,8 +331,6 @@ class RecvTransport(Transport):
             self._send = glue.make_sender(dtls)
             dtls.rtcp_tap = self._on_rtcp
         self._start_ticking()
-        if self.connected:  # new slots on a live connection: their consumers need a keyframe now
-            self.on_connected()
 
     def _on_rtcp(self, data: bytes) -> None:
         """Standard FIRs name their target in the FCI, which aiortc does not route: do it here."""

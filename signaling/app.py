@@ -16,12 +16,14 @@ from .convocation import acknowledge
 from .hub import Hub
 from .journal import JOURNAL_FILENAME, KEY_FILENAME, Journal, JournalKey
 from .metrics import setup_metrics
+from .programme import Programme
 from .replay import replay, sitting_state_from
 from .revocation import watch as watch_revocations
 from .session import Session
 from .sitting import Sitting
 from .tls import HSTS, check_origin, hsts_wanted
 from .tokens import TokenSigner
+from .whip_whep import WebRtcHttp
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/demo-links", _demo_links)
     app.router.add_post("/api/acknowledge", acknowledge)
     app.router.add_get("/healthz", _health)
+    WebRtcHttp(lambda: hub.sittings, lambda: hub.programmes, hub.signer, settings).add_routes(app)
     setup_metrics(app, hub)  # GET /metrics (Prometheus), docs/operations.md
     app.router.add_static("/static/", WEB_CLIENT, follow_symlinks=False)
     app.on_response_prepare.append(_security_headers)
@@ -74,10 +77,14 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
             reconnect_grace=hub.settings.media.reconnect_grace,
         )
         hub.sittings[spec.id] = sitting
+        hub.programmes[spec.id] = Programme(sitting, hub.settings)
         for member in sorted(state.connected):  # connections did not survive the restart
             await sitting.server_event("connection_lost", member=member)
     app[JOURNAL] = journal
     yield
+    for programme in hub.programmes.values():
+        await programme.close()  # the recordings end cleanly
+    hub.programmes.clear()
     for sitting in hub.sittings.values():
         await sitting.router.close()
     hub.sittings.clear()

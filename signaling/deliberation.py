@@ -13,7 +13,7 @@ from .assembly import Actor, Decision, Event, Refused, Warn
 from .sitting_state import AgendaItem, Ballot, Member, SittingState, VoteRecord
 
 DeliberationCommand = (
-    c.SetItem | c.Suspend | c.ClosedSession | c.RecordPresence | c.GiveProxy | c.RevokeProxy
+    c.SetItem | c.Suspend | c.ClosedSession | c.ProgrammeSound | c.RecordPresence | c.GiveProxy | c.RevokeProxy
     | c.Withdraw | c.RequestSecretBallot | c.OpenVote | c.CastVote | c.RecordVote | c.CloseVote
 )
 CLERKS = ("chair", "secretary")
@@ -34,6 +34,9 @@ def decide(state: SittingState, actor: Actor, command: DeliberationCommand, now:
     elif isinstance(command, c.ClosedSession):
         if command.closed != state.closed_session:
             d.add(actor, now, "closed_session", closed=command.closed)
+    elif isinstance(command, c.ProgrammeSound):
+        if command.cut != state.programme_sound_cut:
+            d.add(actor, now, "programme_sound", cut=command.cut)
     elif isinstance(command, c.RecordPresence):
         _member(state, command.member_id)
         if command.present != (command.member_id in state.in_chamber):
@@ -204,6 +207,8 @@ def apply(state: SittingState, event: Event) -> bool:
         state.suspended = kind == "suspended"
     elif kind == "closed_session":
         state.closed_session = bool(data["closed"])
+    elif kind == "programme_sound":
+        state.programme_sound_cut = bool(data["cut"])
     elif kind == "chamber_arrival":
         state.in_chamber.add(data["member"])
     elif kind == "chamber_departure":

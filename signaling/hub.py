@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from config import Settings
 
+from .programme import Programme
 from .sitting import Sitting
 from .tokens import TokenSigner
 
@@ -15,6 +16,7 @@ class Hub:
     settings: Settings
     signer: TokenSigner
     sittings: dict[str, Sitting] = field(default_factory=dict)
+    programmes: dict[str, Programme] = field(default_factory=dict)  # one per sitting: the public stream
 
     def invitation_url(self, token: str) -> str:
         return f"{self.settings.base_url}/join#token={token}"

@@ -49,7 +49,8 @@ from .sitting_state import SittingState
 # Journalled about the sitting but outside it (signaling.convocation): not replayed.
 CONVOCATION_EVENTS = frozenset({"convocation_sent", "convocation_acknowledged"})
 CHAIR_EVENTS = frozenset({"item_current", "vote_opened", "vote_closed", "floor_given", "floor_taken", "suspended",
-                          "resumed", "closed_session", "removed", "locked", "secret_ballot_requested", "self_unmute"})
+                          "resumed", "closed_session", "programme_sound", "removed", "locked",
+                          "secret_ballot_requested", "self_unmute"})
 PRESENCE_NOTES = {
     "chamber_arrival": "arrivée dans la salle",
     "chamber_departure": "départ de la salle",

@@ -101,6 +101,14 @@ class ClosedSession(_Message):
     closed: bool
 
 
+class ProgrammeSound(_Message):
+    """Chair: cut the public programme's sound (a passage about a private person, CNIL);
+    the cut is journalled and the recording keeps it."""
+
+    type: Literal["programme_sound"]
+    cut: bool
+
+
 class RecordPresence(_Message):
     """Secretary: a member arrives in or leaves the chamber."""
 
@@ -178,6 +186,7 @@ SittingCommand = (
     | SetItem
     | Suspend
     | ClosedSession
+    | ProgrammeSound
     | RecordPresence
     | GiveProxy
     | RevokeProxy
@@ -268,6 +277,7 @@ class SittingState(_Message):
     locked: bool
     suspended: bool
     closed_session: bool
+    programme_sound_cut: bool
     self_unmute_allowed: bool
     agenda: list[AgendaItemInfo]
     current_item: str | None

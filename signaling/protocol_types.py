@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Role = Literal["chair", "secretary", "councillor", "public", "technician"]
+Role = Literal["chair", "secretary", "councillor", "public", "technician", "chamber"]  # chamber: the room's PC
 Source = Literal["mic", "camera", "screen"]
 Kind = Literal["audio", "video"]
 

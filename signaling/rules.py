@@ -33,6 +33,7 @@ PERMISSIONS: dict[type[Any], frozenset[Role]] = {
     c.SetItem: CHAIR,
     c.Suspend: CHAIR,
     c.ClosedSession: CHAIR,
+    c.ProgrammeSound: CHAIR,
     c.RecordPresence: CLERKS,
     c.GiveProxy: MEMBERS,
     c.RevokeProxy: MEMBERS,

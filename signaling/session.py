@@ -203,7 +203,7 @@ class Session:
             self._left_cleanly = True
             self.close_soon("left")
         elif isinstance(message, SittingCommand):
-            if seat.role in ("public", "technician"):
+            if seat.role in ("public", "technician", "chamber"):
                 raise Refused("forbidden", f"{message.type}: not allowed for the role {seat.role}")
             await sitting.command(seat, message)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -81,6 +81,9 @@ class Sitting:
         self.reconnect_grace = reconnect_grace
         self._tasks: set[asyncio.Task[None]] = set()
         self.seats: dict[str, Seat] = {}
+        self.active_speaker: str | None = None  # seat id, by audio level
+        # Told of every change: recorded events, or [] for media changes (the programme follows them).
+        self.watchers: list[Callable[[list[Event]], None]] = []
         router.on("producer_added", self._on_producer_added)
         router.on("producer_closed", self._on_producer_closed)
         router.on("active_speaker", self._on_active_speaker)
@@ -131,6 +134,14 @@ class Sitting:
             await self._carry_out(effect)
         self.sync_media()
         self.broadcast(snapshot(self.state))
+        self._notify([*decision.events, *watch.events])
+
+    def _notify(self, events: list[Event]) -> None:
+        for watcher in self.watchers:
+            try:
+                watcher(events)
+            except Exception:  # a watcher's bug must not stop the sitting
+                log.exception("sitting %s: a watcher failed", self.id)
 
     async def _commit(self, event: Event) -> None:
         at = datetime.fromtimestamp(event.at or time.time(), UTC)
@@ -178,6 +189,7 @@ class Sitting:
                     seat.paused[source] = want
                     self.router.set_paused(seat.id, source, want)
                     self.broadcast(p.ParticipantUpdated(participant=self.participant(seat)))
+        self._notify([])
 
     # ------------------------------------------------------------------ membership
 
@@ -273,6 +285,7 @@ class Sitting:
             if session is not None and seat.id != info.owner and session.media_ready:
                 self.router.consume(session.recv_transport_id, info.id)
                 session.renegotiate()
+        self._notify([])
 
     def _on_producer_closed(self, info: ProducerInfo) -> None:
         owner = self.seats.get(info.owner)
@@ -283,9 +296,12 @@ class Sitting:
         for seat in self.seats.values():
             if seat.session is not None and seat.id != info.owner and seat.session.media_ready:
                 seat.session.renegotiate()
+        self._notify([])
 
     def _on_active_speaker(self, owner: str | None) -> None:
+        self.active_speaker = owner
         self.broadcast(p.ActiveSpeaker(participant_id=owner))
+        self._notify([])
 
     def _on_transport_failed(self, transport_id: str) -> None:
         for session in self.sessions():

@@ -91,6 +91,7 @@ class SittingState:
     current_item: str | None = None
     suspended: bool = False
     closed_session: bool = False
+    programme_sound_cut: bool = False  # the chair cut the public programme's sound
     votes: list[VoteRecord] = field(default_factory=list)
     quorum_reached: bool | None = None  # last value announced (to warn only on change)
 

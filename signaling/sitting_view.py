@@ -20,6 +20,7 @@ def snapshot(state: SittingState) -> c.SittingState:
         locked=state.locked,
         suspended=state.suspended,
         closed_session=state.closed_session,
+        programme_sound_cut=state.programme_sound_cut,
         self_unmute_allowed=state.self_unmute_allowed,
         agenda=[
             c.AgendaItemInfo(

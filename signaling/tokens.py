@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .protocol import Role
 
-ROLES: tuple[Role, ...] = ("chair", "secretary", "councillor", "public", "technician")
+ROLES: tuple[Role, ...] = ("chair", "secretary", "councillor", "public", "technician", "chamber")
 
 
 class TokenError(Exception):

@@ -32,7 +32,8 @@ class RunningServer:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(port=0, data_dir=tmp_path, demo=False)
+    # The programme (a worker encoding 720p30) only where a test is about it: see tests/test_programme*.py.
+    return Settings(port=0, data_dir=tmp_path, demo=False, programme={"enabled": False})
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ LOGS = pytest.StashKey[list]()  # [(title, callable returning text)] shown when 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end test with real browsers against the real server")
+    config.addinivalue_line("markers", "programme: the server runs the public programme worker (640x360@15)")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -197,6 +198,11 @@ def _running_server(
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEMICYCLE_")}
     env.update(PYTHONUNBUFFERED="1", HEMICYCLE_DATA_DIR=str(tmp_path / "data"))
+    # The programme worker (720p30 encoding) runs only in the tests about it (marker "programme").
+    if request.node.get_closest_marker("programme") is None:
+        env["HEMICYCLE_PROGRAMME__ENABLED"] = "false"
+    else:
+        env.update(HEMICYCLE_PROGRAMME__WIDTH="640", HEMICYCLE_PROGRAMME__HEIGHT="360", HEMICYCLE_PROGRAMME__FPS="15")
     stderr_file = open(stderr_path, "w")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr_file, text=True, env=env, start_new_session=True

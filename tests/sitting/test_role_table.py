@@ -28,6 +28,7 @@ COMMANDS: dict[type[Any], dict[str, Any]] = {
     c.SetItem: {"type": "set_item", "item_id": "i1"},
     c.Suspend: {"type": "suspend", "suspended": True},
     c.ClosedSession: {"type": "closed_session", "closed": True},
+    c.ProgrammeSound: {"type": "programme_sound", "cut": True},
     c.RecordPresence: {"type": "record_presence", "member_id": "m5", "present": True},
     c.GiveProxy: {"type": "give_proxy", "holder_id": "m4"},
     c.RevokeProxy: {"type": "revoke_proxy"},
