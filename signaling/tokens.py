@@ -70,7 +70,8 @@ class TokenSigner:
         payload = {
             "v": 1,
             "sit": sitting,
-            "seat": seat or secrets.token_hex(8),
+            # the room's PC and its encoder (WHIP) share one seat: the chamber never receives itself
+            "seat": seat or ("chamber" if role == "chamber" else secrets.token_hex(8)),
             "name": name,
             "role": role,
             "exp": int(time.time() + lifetime),

@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,6 +51,7 @@ class WebRtcHttp:
         self.settings = settings
         self.publishers: dict[str, tuple[str, str]] = {}  # resource id -> (sitting id, transport id)
         self._ids = itertools.count(1)
+        self._watchdog: asyncio.Task[None] | None = None
 
     def add_routes(self, app: web.Application) -> None:
         for kind in ("whep", "whip"):
@@ -56,6 +60,27 @@ class WebRtcHttp:
             app.router.add_route("OPTIONS", f"/{kind}/{{sitting}}", _options)
             app.router.add_delete(f"/{kind}/{{sitting}}/{{resource}}", self.delete)
             app.router.add_route("PATCH", f"/{kind}/{{sitting}}/{{resource}}", _no_trickle)
+        app.on_cleanup.append(self._stop_watchdog)
+
+    async def _stop_watchdog(self, app: web.Application) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+
+    async def _watch_publishers(self) -> None:
+        """An encoder that vanished (no DELETE): close its transport once its media falls silent."""
+        timeout = self.settings.media.rtcp_silence_timeout
+        while True:
+            await asyncio.sleep(1.0)
+            for resource, (sitting_id, transport_id) in list(self.publishers.items()):
+                sitting = self.sittings().get(sitting_id)
+                last = None if sitting is None else sitting.router.last_activity(transport_id)
+                if last is None or time.monotonic() - last > timeout:
+                    del self.publishers[resource]
+                    if sitting is not None:
+                        log.info("WHIP publisher %s of sitting %s went silent: closed", resource, sitting_id)
+                        await sitting.router.close_transport(transport_id)
 
     # ------------------------------------------------------------------ WHEP
 
@@ -105,6 +130,8 @@ class WebRtcHttp:
             await router.close_transport(transport_id)
             raise _error(web.HTTPBadRequest, f"{exc.code}: {exc}") from exc
         self.publishers[resource] = (sitting.id, transport_id)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch_publishers())
         log.info("seat %s publishes into sitting %s over WHIP", seat.id, sitting.id)
         return web.Response(status=201, text=answer, content_type=SDP,
                             headers={"Location": f"/whip/{sitting.id}/{resource}"})
