@@ -334,6 +334,7 @@ class RecvTransport(Transport):
 
     def _on_rtcp(self, data: bytes) -> None:
         """Standard FIRs name their target in the FCI, which aiortc does not route: do it here."""
+        self.last_activity = time.monotonic()  # a live subscriber sends receiver reports every second or so
         for packet in glue.parse_rtcp(data):
             for ssrc in glue.fir_targets(packet):
                 for slot in self.slots:

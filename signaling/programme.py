@@ -59,6 +59,7 @@ class Programme:
         self._starting: asyncio.Task[None] | None = None
         self._stop_timer: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._closing = False
         self._last_scene: dict[str, Any] | None = None
         sitting.watchers.append(self._on_change)
@@ -178,6 +179,7 @@ class Programme:
             router.inject(self.transport_id, _spec("audio", "opus", AUDIO_PT, 48000, audio_ssrc, self.sitting.id)),
         ]
         self._reader = asyncio.get_running_loop().create_task(self._read(process))
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch_viewers())
         log.info("sitting %s: programme started (run %s)", self.sitting.id, self.run_dir and self.run_dir.name)
 
     async def _read(self, process: asyncio.subprocess.Process) -> None:
@@ -196,7 +198,20 @@ class Programme:
             await asyncio.sleep(RESTART_DELAY)
             self._on_change([])
 
+    async def _watch_viewers(self) -> None:
+        """A viewer gone without DELETE (tab closed, network lost) is closed once silent."""
+        timeout, router = self.settings.media.rtcp_silence_timeout, self.sitting.router
+        while True:
+            await asyncio.sleep(1.0)
+            for viewer in list(self.viewers):
+                last = router.last_activity(f"{self.sitting.id}-whep-{viewer}")
+                if last is None or time.monotonic() - last > timeout:
+                    await self.close_viewer(viewer)
+
     async def _cleanup(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for viewer in list(self.viewers):
             await self.close_viewer(viewer)
         await self.sitting.router.close_plain_transport(self.transport_id)

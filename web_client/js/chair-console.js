@@ -27,6 +27,7 @@ export class ChairConsole {
       itemSet: $("item-set-button"),
       suspend: $("suspend-toggle"),
       closedSession: $("closed-session-toggle"),
+      programmeSound: $("programme-sound-toggle"),
       question: $("vote-question"),
       method: $("vote-method"),
       openVote: $("open-vote-button"),
@@ -45,6 +46,7 @@ export class ChairConsole {
     this.el.lock.addEventListener("click", send((c) => c.lock(!pressed(this.el.lock))));
     this.el.suspend.addEventListener("click", send((c) => c.suspend(!pressed(this.el.suspend))));
     this.el.closedSession.addEventListener("click", send((c) => c.closedSession(!pressed(this.el.closedSession))));
+    this.el.programmeSound.addEventListener("click", send((c) => c.programmeSound(!pressed(this.el.programmeSound))));
     this.el.itemSet.addEventListener("click", send((c) => this.el.itemSelect.value && c.setItem(this.el.itemSelect.value)));
     this.el.secretBallot.addEventListener("click", send((c) => c.requestSecretBallot()));
     this.el.closeVote.addEventListener("click", send((c) => c.closeVote()));
@@ -74,6 +76,7 @@ export class ChairConsole {
     this.el.lock.setAttribute("aria-pressed", String(state.locked));
     this.el.suspend.setAttribute("aria-pressed", String(state.suspended));
     this.el.closedSession.setAttribute("aria-pressed", String(state.closed_session));
+    this.el.programmeSound.setAttribute("aria-pressed", String(state.programme_sound_cut));
     this._renderWaiting(state);
     this._renderAgenda(state);
     this._renderVote(state);

@@ -90,6 +90,7 @@ const fr = {
   "role.councillor": "Conseiller municipal",
   "role.public": "Public",
   "role.technician": "Technicien",
+  "role.chamber": "Salle du conseil",
 
   "error.generic": "Une erreur est survenue : {message}",
   "error.bad_token": "Cette invitation n'est pas valable.",
@@ -193,6 +194,7 @@ const en = {
   "role.councillor": "Councillor",
   "role.public": "Public",
   "role.technician": "Technician",
+  "role.chamber": "Council chamber",
 
   "error.generic": "An error occurred: {message}",
   "error.bad_token": "This invitation is not valid.",

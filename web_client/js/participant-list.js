@@ -4,7 +4,7 @@
 import { t } from "./i18n.js";
 import { initials, sourceState } from "./tiles.js";
 
-const ROLE_ORDER = ["chair", "secretary", "councillor", "technician", "public"];
+const ROLE_ORDER = ["chair", "secretary", "councillor", "chamber", "technician", "public"];
 
 function compare(a, b) {
   if (a.connected !== b.connected) return a.connected ? -1 : 1;

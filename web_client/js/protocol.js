@@ -198,6 +198,7 @@ export class HemicycleConnection extends EventTarget {
   setItem(itemId) { this._command({ type: "set_item", item_id: itemId }); }
   suspend(suspended) { this._command({ type: "suspend", suspended }); }
   closedSession(closed) { this._command({ type: "closed_session", closed }); }
+  programmeSound(cut) { this._command({ type: "programme_sound", cut }); }
   recordPresence(memberId, present) { this._command({ type: "record_presence", member_id: memberId, present }); }
   giveProxy(holderId, giverId = null) { this._command({ type: "give_proxy", holder_id: holderId, giver_id: giverId }); }
   revokeProxy(giverId = null) { this._command({ type: "revoke_proxy", giver_id: giverId }); }

@@ -7,7 +7,7 @@
 
 import { t } from "./i18n.js";
 
-const ROLE_ORDER = ["chair", "secretary", "councillor", "technician", "public"];
+const ROLE_ORDER = ["chair", "secretary", "councillor", "chamber", "technician", "public"];
 
 export function initials(name) {
   const words = String(name || "").trim().split(/[\s'-]+/).filter(Boolean);
