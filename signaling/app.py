@@ -17,6 +17,7 @@ from .hub import Hub
 from .journal import JOURNAL_FILENAME, KEY_FILENAME, Journal, JournalKey
 from .metrics import setup_metrics
 from .programme import Programme
+from .public_web import add_public_routes, recordings_retention
 from .replay import replay, sitting_state_from
 from .revocation import watch as watch_revocations
 from .session import Session
@@ -47,6 +48,12 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/acknowledge", acknowledge)
     app.router.add_get("/healthz", _health)
     WebRtcHttp(lambda: hub.sittings, lambda: hub.programmes, hub.signer, settings).add_routes(app)
+    add_public_routes(  # /live/<sitting>, /replay/ (docs/public.md)
+        app, lambda: hub.sittings, settings,
+        entries=lambda sitting: app[JOURNAL].entries(sitting) if JOURNAL in app else [],
+        running=lambda sitting: (programme := hub.programmes.get(sitting)) is not None and programme.running,
+    )
+    app.cleanup_ctx.append(recordings_retention)  # prunes old recordings at start, then hourly
     setup_metrics(app, hub)  # GET /metrics (Prometheus), docs/operations.md
     app.router.add_static("/static/", WEB_CLIENT, follow_symlinks=False)
     app.on_response_prepare.append(_security_headers)

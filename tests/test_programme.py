@@ -1,0 +1,189 @@
+"""The public programme, end to end in one server: members -> taps -> worker -> HLS/recording and WHEP.
+
+Two aiortc members publish distinct tones (440 Hz red, 880 Hz green). The programme's
+sound, decoded with PyAV from the HLS segments the worker writes (the live HLS and
+the recording are the same files), holds both; once the chair mutes one, its tone is
+gone; the chair's sound cut and a closed session silence both. A WHEP viewer (aiortc,
+RFC-style offer) receives the programme's H.264 and Opus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import av
+import numpy as np
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+
+from config import Settings
+from signaling.app import JOURNAL
+from tests.peers import Peer
+from tests.test_media_relay import wait_for
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    programme = {"enabled": True, "width": 320, "height": 180, "fps": 15, "video_bitrate": 300_000,
+                 "hls_segment_s": 1.0}
+    return Settings(port=0, data_dir=tmp_path, demo=False, programme=programme)
+
+
+def segments(run: Path) -> list[Path]:
+    return sorted(run.glob("seg*.ts"))
+
+
+def tone_levels(paths: list[Path], frequencies: tuple[float, ...]) -> tuple[list[float], float]:
+    """The spectrum's magnitude at each frequency, relative to the loudest bin; and the RMS level."""
+    chunks = []
+    for path in paths:
+        with av.open(str(path)) as container:
+            for frame in container.decode(audio=0):
+                samples = frame.to_ndarray().astype(np.float64)
+                chunks.append(samples.mean(axis=0) if samples.ndim == 2 and not frame.format.is_packed else
+                              samples.reshape(-1, frame.layout.nb_channels).mean(axis=1))
+    mono = np.concatenate(chunks)
+    rate = 48000
+    spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono))))
+    freqs = np.fft.rfftfreq(len(mono), 1 / rate)
+    peak = spectrum.max() or 1.0
+    levels = [float(spectrum[(freqs > f - 15) & (freqs < f + 15)].max() / peak) for f in frequencies]
+    return levels, float(np.sqrt(np.mean(mono**2)))
+
+
+async def fresh_segments(run: Path, count: int = 2) -> list[Path]:
+    """``count`` segments written after now (skipping the one being written)."""
+    start = len(segments(run))
+    await wait_for(lambda: len(segments(run)) >= start + count + 1, timeout=30)
+    return segments(run)[start + 1 : start + 1 + count]
+
+
+async def whep_view(base_url: str, sitting: str = "demo") -> tuple[RTCPeerConnection, str, dict[str, int]]:
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio", direction="recvonly")
+    pc.addTransceiver("video", direction="recvonly")
+    counts = {"video": 0, "audio": 0}
+
+    @pc.on("track")
+    def on_track(track):  # type: ignore[no-untyped-def]
+        async def read() -> None:
+            while True:
+                try:
+                    await track.recv()
+                except Exception:
+                    return
+                counts[track.kind] += 1
+
+        asyncio.get_running_loop().create_task(read())
+
+    await pc.setLocalDescription(await pc.createOffer())
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{base_url}/whep/{sitting}", data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
+    ) as response:
+        assert response.status == 201, await response.text()
+        location = response.headers["Location"]
+        await pc.setRemoteDescription(RTCSessionDescription(await response.text(), "answer"))
+    return pc, location, counts
+
+
+async def test_programme_mixes_the_unmuted_and_serves_whep(server) -> None:  # type: ignore[no-untyped-def]
+    chair = Peer(server.base_url, server.token("Présidente", role="chair"), "blue", 660.0)
+    alice = Peer(server.base_url, server.token("Alice"), "red", 440.0)
+    bruno = Peer(server.base_url, server.token("Bruno"), "green", 880.0)
+    programme = server.hub.programmes["demo"]
+    viewer: RTCPeerConnection | None = None
+    try:
+        await chair.join()
+        for member in (alice, bruno):
+            await member.join()
+            await member.publish()
+        await wait_for(lambda: programme.running and programme.run_dir is not None, timeout=30)
+        run = programme.run_dir
+        assert run is not None
+
+        (a, b), _ = tone_levels(await fresh_segments(run), (440.0, 880.0))
+        assert a > 0.3 and b > 0.3, (a, b)
+
+        viewer, location, counts = await whep_view(server.base_url)
+        await wait_for(lambda: counts["video"] > 15 and counts["audio"] > 50, timeout=20)
+
+        await chair.send({"type": "mute", "participant_id": bruno.me})
+        await asyncio.sleep(0.5)
+        (a, b), _ = tone_levels(await fresh_segments(run), (440.0, 880.0))
+        assert a > 0.3 and b < 0.05, (a, b)
+
+        await chair.send({"type": "programme_sound", "cut": True})
+        await asyncio.sleep(0.5)
+        _, rms = tone_levels(await fresh_segments(run), (440.0,))
+        assert rms < 20, rms  # int16 scale: silence
+        await chair.send({"type": "programme_sound", "cut": False})
+        await chair.send({"type": "closed_session", "closed": True})
+        await asyncio.sleep(0.5)
+        _, rms = tone_levels(await fresh_segments(run), (440.0,))
+        assert rms < 20, rms
+        journal = [e.type for e in server.app[JOURNAL].entries("demo")]
+        assert journal.count("programme_sound") == 2
+
+        frames_before = counts["video"]
+        await wait_for(lambda: counts["video"] > frames_before + 10, timeout=10)  # the slate goes on
+        async with aiohttp.ClientSession() as http, http.delete(server.base_url + location) as response:
+            assert response.status == 200
+        assert programme.viewers == set()
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        for peer in (chair, alice, bruno):
+            await peer.close()
+    await programme.stop()
+    playlist = (run / "programme.m3u8").read_text()
+    assert "#EXT-X-ENDLIST" in playlist
+    with av.open(str(run / "programme.m3u8")) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(video=0)) > 15 * 5
+
+
+async def test_whep_refuses_bad_offers_and_vanished_viewers_go(server) -> None:  # type: ignore[no-untyped-def]
+    url = f"{server.base_url}/whep/demo"
+    sdp = {"Content-Type": "application/sdp"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data="v=0\r\n", headers=sdp) as response:
+            assert response.status == 503 and response.headers["Retry-After"]  # nobody in: no programme yet
+        member = Peer(server.base_url, server.token("Alice"), "red", 440.0)
+        try:
+            await member.join()
+            await member.publish()
+            programme = server.hub.programmes["demo"]
+            await wait_for(lambda: programme.running, timeout=30)
+            async with http.post(url, data="hello", headers={"Content-Type": "text/plain"}) as response:
+                assert response.status == 415
+            async with http.post(url, data="v=0\r\nm=garbage\r\n", headers=sdp) as response:
+                assert response.status == 400 and "bad_sdp" in await response.text()
+            async with http.post(f"{server.base_url}/whep/nosuch", data="v=0\r\n", headers=sdp) as response:
+                assert response.status == 404
+            vp8_only = RTCPeerConnection()
+            transceiver = vp8_only.addTransceiver("video", direction="recvonly")
+            transceiver.setCodecPreferences(
+                [c for c in RTCRtpReceiver.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
+            )
+            await vp8_only.setLocalDescription(await vp8_only.createOffer())
+            async with http.post(url, data=vp8_only.localDescription.sdp, headers=sdp) as response:
+                text = await response.text()
+                assert response.status == 400 and "H.264" in text, text
+            await vp8_only.close()
+            async with http.delete(f"{url}/v999") as response:
+                assert response.status == 404
+            async with http.patch(f"{url}/v1", data="x") as response:
+                assert response.status == 405
+
+            viewer, _, counts = await whep_view(server.base_url)
+            await wait_for(lambda: counts["video"] > 5, timeout=20)
+            assert len(programme.viewers) == 1
+            await viewer.close()  # gone without DELETE
+            await wait_for(lambda: programme.viewers == set(), timeout=20)
+            assert programme.running
+        finally:
+            await member.close()
