@@ -45,6 +45,7 @@ async def _stats(request: web.Request) -> web.StreamResponse:
         counts["peer_connections"] += len(sitting.router.transports)
     counters["live"] = counts
     counters["tasks"] = len(asyncio.all_tasks())
+    counters["programmes"] = {sid: prog.stats for sid, prog in request.app[HUB].programmes.items() if prog.stats}
     return web.json_response(counters)
 
 
