@@ -33,6 +33,9 @@ DEMO_MEMBERS = [
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["bench"]:  # its own options, --help included, belong to bench.scenario
+        return _bench(arguments[1:])
     parser = argparse.ArgumentParser(prog="hemicycle", description="Hemicycle videoconference server")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     add_admin_commands(commands)
     add_backup_commands(commands)
     add_revoke_command(commands)
+    commands.add_parser("bench", help="load-test scenarios: sitting, stress, broadcast, churn (bench/README.md)")
     args = parser.parse_args(argv)
     if args.command in BACKUP_COMMANDS:
         return run_backup_command(args)
@@ -164,3 +168,15 @@ def _print_demo_links(app: web.Application, settings: Settings) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _bench(rest: list[str]) -> int:
+    """``hemicycle bench sitting|stress|broadcast|churn ...`` = ``python -m bench.scenario ...``."""
+    import importlib
+
+    try:
+        scenario = importlib.import_module("bench.scenario")
+    except ImportError:
+        print("hemicycle bench runs from a source checkout (the bench/ folder is not installed)", file=sys.stderr)
+        return 2
+    return int(scenario.main(rest))
