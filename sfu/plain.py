@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 TICK = 0.1
 SOCKET_BUFFER = 4 * 1024 * 1024
 RTCP_PSFB = 206
+RTCP_SR = 200
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -117,12 +118,17 @@ class PlainTransport:
             producer.receive(data, view)
 
     def _on_rtcp(self, data: bytes) -> None:
-        """PLI and FIR from the worker name one of our taps' SSRCs."""
+        """PLI and FIR from the worker name one of our taps' SSRCs; its SRs time its own streams."""
         pos = 0
         while pos + 12 <= len(data):
             fmt, packet_type = data[pos] & 0x1F, data[pos + 1]
             length = (int.from_bytes(data[pos + 2 : pos + 4], "big") + 1) * 4
-            if packet_type == RTCP_PSFB and fmt in (1, 4):
+            if packet_type == RTCP_SR and pos + 20 <= len(data):
+                producer = self.by_ssrc.get(int.from_bytes(data[pos + 4 : pos + 8], "big"))
+                if producer is not None:  # translated to each viewer, who then lip-syncs the programme
+                    ntp = int.from_bytes(data[pos + 8 : pos + 16], "big")
+                    producer.on_sender_report(ntp, int.from_bytes(data[pos + 16 : pos + 20], "big"))
+            elif packet_type == RTCP_PSFB and fmt in (1, 4):
                 target = int.from_bytes(data[pos + 8 : pos + 12], "big")
                 if fmt == 4 and pos + 16 <= len(data):
                     target = int.from_bytes(data[pos + 12 : pos + 16], "big")  # FIR names it in the FCI

@@ -101,6 +101,12 @@ async def test_taps_forward_plain_rtp_and_answer_pli(server) -> None:  # type: i
             await wait_for(lambda: router.injected[producer_id].packets_in == 1)
             await asyncio.sleep(0.2)
             assert router.injected[producer_id].packets_in == 1
+            # the worker's sender reports time its streams (viewers lip-sync by them)
+            report = struct.pack("!BBHIQIII", 0x80, 200, 6, 0x3333, 0xE000_0000_8000_0000, 123456, 1, 100)
+            intruder.sendto(report, ("127.0.0.1", port))
+            worker.sock.sendto(report, ("127.0.0.1", port))
+            await wait_for(lambda: router.injected[producer_id].last_sr is not None)
+            assert router.injected[producer_id].last_sr == (0xE000_0000_8000_0000, 123456)
     finally:
         await member.close()
         worker.sock.close()

@@ -47,9 +47,14 @@ def fit(text: str, face: Font, width: int) -> str:
     """``text`` cut with an ellipsis so that it is at most ``width`` pixels wide."""
     if face.getlength(text) <= width:
         return text
-    while text and face.getlength(text + "…") > width:
-        text = text[:-1]
-    return text.rstrip() + "…"
+    short, long = 0, len(text)  # the longest prefix that fits with the ellipsis: a binary search
+    while short < long:
+        middle = (short + long + 1) // 2
+        if face.getlength(text[:middle] + "…") <= width:
+            short = middle
+        else:
+            long = middle - 1
+    return text[:short].rstrip() + "…"
 
 
 def wrap(text: str, face: Font, width: int, max_lines: int) -> list[str]:

@@ -15,6 +15,8 @@ RTP_HEADER = struct.Struct("!BBHII")
 NAL_FU_A = 28
 FU_START = 0x80
 FU_END = 0x40
+RTCP_SR = 200
+NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (POSIX)
 
 
 def split_nals(annexb: bytes) -> list[bytes]:
@@ -72,6 +74,14 @@ class RtpStream:
         self.packets += 1
         self.octets += len(payload)
         return header + payload
+
+    def sender_report(self, wall_time: float, timestamp: int) -> bytes:
+        """RTCP SR (RFC 3550 6.4.1): ``timestamp`` (this stream's clock, from the programme's start)
+        is the RTP time of ``wall_time``; with it receivers put sound and picture in sync."""
+        seconds = wall_time + NTP_EPOCH_OFFSET
+        ntp = (int(seconds) << 32) | int((seconds % 1) * (1 << 32))
+        rtp = (self.timestamp_base + timestamp) & 0xFFFF_FFFF
+        return struct.pack("!BBHIQIII", 0x80, RTCP_SR, 6, self.ssrc, ntp, rtp, self.packets, self.octets)
 
     def h264(self, access_unit: bytes, timestamp: int) -> list[bytes]:
         """The packets of one encoded picture; the marker on the last."""

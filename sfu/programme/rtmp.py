@@ -18,6 +18,7 @@ pts in 1/fps for video or 1/48000 for audio, size), then the packet's bytes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import queue
 import struct
@@ -68,15 +69,22 @@ class RtmpPush:
             self.dropped += 1
 
     def close(self) -> None:
-        """Let the child finish its FLV stream, then wait for it (briefly)."""
-        self.queue.put(None)
-        self.thread.join(timeout=5)
-        if self.child is not None:
+        """Let the child finish its FLV stream; wait for it briefly, then end it."""
+        while True:
             try:
-                self.child.wait(timeout=5)
+                self.queue.put_nowait(None)
+                break
+            except queue.Full:  # finishing: what was not sent yet can go
+                with contextlib.suppress(queue.Empty):
+                    self.queue.get_nowait()
+        self.thread.join(timeout=2)
+        child = self.child
+        if child is not None:
+            try:
+                child.wait(timeout=2)
             except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait()
+                child.kill()
+                child.wait()
 
     def _run(self) -> None:
         while (frame := self.queue.get()) is not None:
@@ -84,7 +92,13 @@ class RtmpPush:
             if child is None or child.poll() is not None:
                 if time.monotonic() < self.retry_at:
                     continue
-                child = self.child = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+                try:
+                    child = self.child = subprocess.Popen(self.command, stdin=subprocess.PIPE,
+                                                          stdout=subprocess.DEVNULL)
+                except OSError as error:
+                    log(f"cannot start the push process ({error}); retrying in {RETRY_S:.0f} s")
+                    self.retry_at = time.monotonic() + RETRY_S
+                    continue
             assert child.stdin is not None
             try:
                 child.stdin.write(frame)

@@ -36,6 +36,7 @@ from .sources import Sources
 
 AUDIO_TICK_S = AUDIO_FRAME / SAMPLE_RATE
 STATS_INTERVAL_S = 5.0
+SENDER_REPORT_S = 1.0
 KEYFRAME_SPACING_S = 0.5  # requested keyframes closer than this wait (a storm of PLIs is one IDR)
 RTCP_PSFB, FMT_PLI, FMT_FIR = 206, 1, 4
 
@@ -104,9 +105,13 @@ class Programme:
             self.hls.describe(started_at, sitting=self.config.sitting, width=settings.width, height=settings.height,
                               fps=settings.fps)
         next_stats = STATS_INTERVAL_S
+        next_report = SENDER_REPORT_S
         while not self.stopping.is_set():
             self._apply_control()
             now = time.monotonic() - start
+            if now >= next_report:
+                next_report += SENDER_REPORT_S
+                self._sender_reports(started_at + now, now)
             while self.audio_index * AUDIO_TICK_S <= now:  # sound is never skipped
                 self._guarded(self._audio)
             if self.video_index <= now * self.fps:
@@ -120,9 +125,14 @@ class Programme:
                 self._emit(self.stats(now))
             deadline = min(self.audio_index * AUDIO_TICK_S, self.video_index / self.fps)
             self.stopping.wait(max(0.0, deadline - (time.monotonic() - start)))
-        self._apply_control()
         self.encoder.close()
         self._emit(self.stats(time.monotonic() - start))
+
+    def _sender_reports(self, wall_time: float, elapsed: float) -> None:
+        """One SR per stream, both from the one clock: browsers lip-sync the programme by them."""
+        video, audio = self.encoder.video_rtp, self.encoder.audio_rtp
+        self._send(video.sender_report(wall_time, round(elapsed * 90000)))
+        self._send(audio.sender_report(wall_time, round(elapsed * 48000)))
 
     def stop(self) -> None:
         """Finish at the next tick (SIGTERM)."""
@@ -180,8 +190,11 @@ class Programme:
         }
 
     def _emit(self, message: dict[str, Any]) -> None:
-        self.out.write(json.dumps(message) + "\n")
-        self.out.flush()
+        try:
+            self.out.write(json.dumps(message) + "\n")
+            self.out.flush()
+        except OSError:  # the parent is gone: stdin's end will stop us, after the HLS is finished
+            pass
 
     # ------------------------------------------------------------------ control (stdin)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import struct
 import time
 from pathlib import Path
@@ -201,3 +202,33 @@ def test_a_failing_rtmp_server_does_not_stop_the_encoder(capfd: pytest.CaptureFi
     encoder.close()
     assert encoder.video_frames == 15 and len(sent) > 15
     assert "retrying in 10 s" in capfd.readouterr().err
+
+
+def test_a_silent_rtmp_server_blocks_only_the_push_process() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:  # accepts, never answers the RTMP handshake
+        push = RtmpPush(f"rtmp://127.0.0.1:{server.getsockname()[1]}/live/key", 320, 180, 15, 96000)
+        encoder = Encoder(SETTINGS, RtpStream(102, 1), RtpStream(111, 2), lambda _: None, rtmp=push)
+        began = time.monotonic()
+        run(encoder, 2.0)
+        assert time.monotonic() - began < 2  # encoding went on at full speed
+        server.settimeout(5)
+        connection, _ = server.accept()  # the push process is in there, stuck
+        child = push.child
+        encoder.close()  # does not wait for the server: the stuck push process is ended
+        connection.close()
+        assert time.monotonic() - began < 7
+        assert child is not None and child.returncode is not None
+
+
+def test_sender_report_ties_the_stream_clock_to_wall_time() -> None:
+    import struct as _struct
+
+    from sfu.programme.packetize import NTP_EPOCH_OFFSET, RtpStream
+
+    stream = RtpStream(102, 0xABCD)
+    stream.packet(b"x" * 10, 0, True)
+    report = stream.sender_report(1_800_000_000.25, 90_000)
+    first, packet_type, length, ssrc, ntp, rtp, packets, octets = _struct.unpack("!BBHIQIII", report)
+    assert (first, packet_type, length, ssrc) == (0x80, 200, 6, 0xABCD) and len(report) == 28
+    assert ntp >> 32 == 1_800_000_000 + NTP_EPOCH_OFFSET and abs((ntp & 0xFFFFFFFF) / 2**32 - 0.25) < 1e-6
+    assert rtp == (stream.timestamp_base + 90_000) & 0xFFFFFFFF and (packets, octets) == (1, 10)
