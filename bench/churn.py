@@ -45,7 +45,9 @@ async def start_server(data: Path, port: int) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.hemiserver", "serve", "--port", str(port), "--no-demo",
         "--secret-file", str(data / "secret.key"),
-        env={**os.environ, "HEMICYCLE_DATA_DIR": str(data)}, cwd=Path(__file__).resolve().parent.parent,
+        # the programme stays off unless asked for (HEMICYCLE_PROGRAMME__ENABLED=true): churn measures the SFU
+        env={"HEMICYCLE_PROGRAMME__ENABLED": "false", **os.environ, "HEMICYCLE_DATA_DIR": str(data)},
+        cwd=Path(__file__).resolve().parent.parent,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
     assert proc.stdout is not None

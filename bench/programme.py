@@ -218,7 +218,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.25)
             hls_delays += await new_segment_delays(run_dir, seen)
             if int(time.time() - t0) % 60 == 0:
-                log(f"t={time.time() - t0:.0f}s viewers' frames {[v.frames for v in viewers]}")
+                log(f"t={time.time() - t0:.0f}s WHEP viewers: beeps {[len(v.beeps) for v in viewers]}, "
+                    f"flashes {[len(v.flashes) for v in viewers]}, frames {[v.frames for v in viewers]}")
                 await asyncio.sleep(1)
         elapsed = time.time() - t0
         cpu = {}

@@ -151,7 +151,8 @@ def start_server(
             "--log-level",
             args.server_log_level,
         )
-        env = {"HEMICYCLE_DATA_DIR": str(work), "HEMICYCLE_MEDIA__CAMERA_BITRATE": str(args.bitrate)}
+        env = {"HEMICYCLE_DATA_DIR": str(work), "HEMICYCLE_MEDIA__CAMERA_BITRATE": str(args.bitrate),
+               "HEMICYCLE_PROGRAMME__ENABLED": "false"}  # forwarding alone; bench.programme measures the programme
         child = children["server"] = Child("hemicycle server", argv, str(work / "hemicycle-server.log"), env)
         url = child.expect("HEMICYCLE READY", 30)
         invite = module_argv(

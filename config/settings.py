@@ -8,13 +8,14 @@ demo sitting, so ``hemicycle serve`` works out of the box. See docs/configuratio
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -32,6 +33,50 @@ class IceSettings(BaseModel):
     servers: list[IceServer] = Field(default_factory=list, description="STUN/TURN servers given to browsers.")
     udp_port_min: int | None = Field(None, description="Lowest UDP port for media (with udp_port_max).")
     udp_port_max: int | None = Field(None, description="Highest UDP port for media; unset: any free port.")
+    udp_port: int | None = Field(
+        None, description="One UDP port shared by every peer connection's media (excludes udp_port_min/max)."
+    )
+    announced_address: str | None = Field(
+        None, description="Public address written in the SDP instead of the bound one (1:1 NAT, same ports)."
+    )
+
+    @field_validator("announced_address")
+    @classmethod
+    def _ip_literal(cls, address: str | None) -> str | None:
+        if address is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(address))
+        except ValueError:
+            raise ValueError(f"ice.announced_address must be an IPv4 or IPv6 address, not {address!r}") from None
+
+    @model_validator(mode="after")
+    def _consistent_ports_and_addresses(self) -> IceSettings:
+        ranged = (self.udp_port_min, self.udp_port_max)
+        if self.udp_port is not None and ranged != (None, None):
+            raise ValueError("ice.udp_port (one shared port) excludes ice.udp_port_min/udp_port_max (a range)")
+        if (ranged[0] is None) != (ranged[1] is None):
+            raise ValueError("ice.udp_port_min and ice.udp_port_max go together")
+        if ranged[0] is not None and ranged[1] is not None and not 1024 <= ranged[0] <= ranged[1] <= 65535:
+            raise ValueError("ice.udp_port_min..udp_port_max must be within 1024-65535, min <= max")
+        if self.udp_port is not None and not 1024 <= self.udp_port <= 65535:
+            raise ValueError("ice.udp_port must be within 1024-65535")
+        if self.announced_address is not None:
+            version = ipaddress.ip_address(self.announced_address).version
+            same_family = [a for a in self.host_addresses if self._ip_version(a) == version]
+            if len(same_family) != 1:
+                raise ValueError(
+                    f"ice.announced_address {self.announced_address} stands for one bound address: "
+                    f"ice.host_addresses must hold exactly one IPv{version} address, not {same_family}"
+                )
+        return self
+
+    @staticmethod
+    def _ip_version(address: str) -> int | None:
+        try:
+            return ipaddress.ip_address(address).version
+        except ValueError:
+            return None
 
 
 class TurnSettings(BaseModel):

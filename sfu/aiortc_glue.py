@@ -23,6 +23,9 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, RtcpSrPacket
 
+from .udp_mux import SharedUdpPort
+from .udp_ports import HostEndpoint, LoopWithHostEndpoints, PortRange
+
 log = logging.getLogger(__name__)
 
 PINNED_AIORTC = "1.16.0"
@@ -82,6 +85,8 @@ def check_private_hooks() -> None:
         (RTCRtpSender, "_handle_rtcp_packet"),
         (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder"),
         (aioice.ice, "get_host_addresses"),
+        (aioice.ice.Connection, "local_username"),
+        (aioice.ice.Connection, "get_component_candidates"),
         (aiortc.rtcpeerconnection, "RTCDtlsTransport"),
     ]
     for owner, name in needed:
@@ -321,60 +326,74 @@ def describe_sdp(sdp: str) -> list[MediaLine]:
     return lines
 
 
-class _PortRangeLoop:
-    """The running loop as aioice sees it: UDP sockets it asks for on port 0 are bound in a range."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, allocator: _PortAllocator) -> None:
-        self._loop = loop
-        self._allocator = allocator
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loop, name)
-
-    async def create_datagram_endpoint(self, factory: Any, local_addr: Any = None, **kwargs: Any) -> Any:
-        if local_addr is None or local_addr[1] != 0:
-            return await self._loop.create_datagram_endpoint(factory, local_addr=local_addr, **kwargs)
-        for port in self._allocator.candidates():
-            try:
-                return await self._loop.create_datagram_endpoint(factory, local_addr=(local_addr[0], port), **kwargs)
-            except OSError:
-                continue  # in use: the next one
-        raise OSError(f"no free UDP port in {self._allocator.low}-{self._allocator.high}")
-
-
-class _PortAllocator:
-    def __init__(self, low: int, high: int) -> None:
-        self.low, self.high = low, high
-        self._next = low
-
-    def candidates(self) -> list[int]:
-        """Every port of the range once, starting after the last one handed out."""
-        size = self.high - self.low + 1
-        start = self._next
-        self._next = self.low + (start - self.low + 1) % size
-        return [self.low + (start - self.low + i) % size for i in range(size)]
-
-
-def restrict_udp_ports(low: int, high: int) -> None:
-    """Bind every ICE host candidate in ``low``-``high`` (a firewall opens just that range)."""
-    if not 1024 <= low <= high <= 65535:
-        raise ValueError("UDP port range must be within 1024-65535, low <= high")
-    allocator = _PortAllocator(low, high)
-
+def _shim_aioice_loop(host_endpoint: HostEndpoint) -> None:
     class _AsyncioForAioice:
         def __getattr__(self, name: str) -> Any:
             return getattr(asyncio, name)
 
         @staticmethod
         def get_running_loop() -> Any:
-            return _PortRangeLoop(asyncio.get_running_loop(), allocator)
+            return LoopWithHostEndpoints(asyncio.get_running_loop(), host_endpoint)
 
     setattr(aioice.ice, "asyncio", _AsyncioForAioice())  # noqa: B010  (only aioice sees the shim)
 
 
+def restrict_udp_ports(low: int, high: int) -> None:
+    """Bind every ICE host candidate in ``low``-``high`` (a firewall opens just that range)."""
+    ports = PortRange(low, high)
+    allow_any_udp_port()
+    _shim_aioice_loop(ports.bind)
+
+
+_shared_port: SharedUdpPort | None = None
+
+
+async def share_udp_port(port: int, addresses: list[str]) -> SharedUdpPort:
+    """Give every ICE host candidate the one UDP ``port`` (a firewall opens just that port).
+
+    The port is bound now on each of ``addresses``: an OSError at start-up if it is taken.
+    """
+    global _shared_port
+    if not 1024 <= port <= 65535:
+        raise ValueError("the shared UDP port must be within 1024-65535")
+    allow_any_udp_port()
+    shared = SharedUdpPort(port)
+    try:
+        await shared.open(addresses)
+    except OSError:
+        shared.close()
+        raise
+    _shared_port = shared
+
+    async def muxed_endpoint(loop: asyncio.AbstractEventLoop, factory: Any, address: str) -> Any:
+        mux = await shared.mux_for(address)
+        protocol = factory()  # an aioice StunProtocol, for the ICE connection protocol.receiver
+        connection = protocol.receiver
+        # The ufrag routes STUN requests: if another connection on the port has it, this one gets
+        # a fresh one now, before the SDP carries it (aiortc writes it once candidates are gathered).
+        ufrag = shared.unique_ufrag(connection.local_username, owner=connection)
+        if ufrag != connection.local_username:
+            connection._local_username = ufrag
+        transport = mux.attach(protocol, ufrag, owner=connection, remote_ufrag=lambda: connection.remote_username)
+        protocol.connection_made(transport)
+        return transport, protocol
+
+    _shim_aioice_loop(muxed_endpoint)
+    return shared
+
+
+def shared_udp_port() -> SharedUdpPort | None:
+    """The shared port in use (its routing tables, its dropped datagrams), if any."""
+    return _shared_port
+
+
 def allow_any_udp_port() -> None:
-    """Undo :func:`restrict_udp_ports`."""
+    """Undo :func:`restrict_udp_ports` or :func:`share_udp_port` (closing the shared sockets)."""
+    global _shared_port
     setattr(aioice.ice, "asyncio", asyncio)  # noqa: B010
+    if _shared_port is not None:
+        _shared_port.close()
+        _shared_port = None
 
 
 def answer_as_sender(transceiver: RTCRtpTransceiver) -> None:

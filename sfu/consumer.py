@@ -5,13 +5,19 @@ outgoing SSRC and the continuity of what it sends (sequence numbers, timestamps,
 VP8 picture ids), because a slot is re-pointed from one producer to another
 without renegotiating its SSRC. Each rewrite below keeps the subscriber's view
 gapless across packets the SFU drops on purpose.
+
+A slot may have negotiated several codecs (VP8 and H.264): one writer per codec,
+same SSRC, each with its payload type. A consumer takes the writer of its
+producer's codec when it is made and after each negotiation, never per packet;
+when the slot has none (Firefox without OpenH264, an H.264 producer) it sends
+nothing and says so (``codec_missing``).
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .rtp import ExtensionIds, LegWriter, RtpView
@@ -31,7 +37,8 @@ class Slot:
         self.kind = kind
         self.handle = handle  # the aiortc transceiver, opaque here
         self.consumer: Consumer | None = None
-        self.writer: LegWriter | None = None
+        self.writer: LegWriter | None = None  # the first negotiated codec's: set once the slot can send
+        self.writers: dict[str, LegWriter] | None = None  # codec name -> writer; None: ``writer`` for any codec
         self.clock_rate = 90000 if kind == "video" else 48000
         self.sent_any = False
         self.last_seq = random.randrange(0, 0x8000)
@@ -41,9 +48,30 @@ class Slot:
         self.last_tl0 = -1
         self.hooked = False  # the subscriber's RTCP about this m-line reaches on_rtcp
 
-    def configure(self, ssrc: int, payload_type: int, ids: ExtensionIds, clock_rate: int) -> None:
-        self.writer = LegWriter(ssrc, payload_type, self.mid, ids, self.kind == "audio")
+    def configure(
+        self, ssrc: int, payload_type: int, ids: ExtensionIds, clock_rate: int, codecs: Mapping[str, int] | None = None
+    ) -> None:
+        """Set what the slot sends with: ``codecs`` maps each negotiated codec name ("vp8", "h264",
+        "opus") to its payload type; without it ``payload_type`` serves whatever the producer's codec
+        (a tap to a local worker, which is told the codec apart)."""
+        audio = self.kind == "audio"
+        self.writer = writer = LegWriter(ssrc, payload_type, self.mid, ids, audio)
+        if codecs is None:
+            self.writers = None
+        else:
+            self.writers = {
+                name: writer if pt == payload_type else LegWriter(ssrc, pt, self.mid, ids, audio)
+                for name, pt in codecs.items()
+            }
         self.clock_rate = clock_rate
+        if self.consumer is not None:
+            self.consumer.bind()
+
+    def writer_for(self, codec: str) -> LegWriter | None:
+        """The writer for media in ``codec``; None if not negotiated (yet, or at all)."""
+        if self.writers is None:
+            return self.writer
+        return self.writers.get(codec)
 
     def on_rtcp(self, kind: str, value: Any) -> None:
         """Feedback from the subscriber about this slot goes to its current consumer."""
@@ -83,8 +111,19 @@ class Consumer:
         self.fraction_lost = 0
         self.remb: int | None = None
         self.on_close: list[Callable[[Consumer], None]] = []
+        self.writer: LegWriter | None = None
+        self.codec_missing = False  # the slot is negotiated but not in this producer's codec: nothing is sent
         slot.consumer = self
         producer.consumers.add(self)
+        self.bind()
+
+    def bind(self) -> None:
+        """Take the slot's writer for the producer's codec (at creation and after each negotiation)."""
+        writer = self.slot.writer_for(self.producer.spec.codec)
+        if writer is None:
+            self.waiting_sync = True  # if the codec comes back, start again on a keyframe
+        self.writer = writer
+        self.codec_missing = writer is None and self.slot.writer is not None
 
     # ------------------------------------------------------------------ forwarding
 
@@ -92,10 +131,10 @@ class Consumer:
         """Send one of the producer's packets on this leg (``payload``: after the RTP header)."""
         if self.paused:
             return
-        slot = self.slot
-        writer = slot.writer
+        writer = self.writer
         if writer is None:
-            return  # not negotiated yet
+            return  # not negotiated yet, or the subscriber cannot decode this codec
+        slot = self.slot
         if self.waiting_sync:
             if desc is not None and not desc.keyframe:
                 self.producer.request_keyframe()
@@ -178,7 +217,7 @@ class Consumer:
             if entry is None:
                 continue
             data, view, desc = entry
-            writer = self.slot.writer
+            writer = self.writer
             if writer is None:
                 return
             payload: bytes | memoryview = memoryview(data)[view.payload_offset : view.payload_end]

@@ -18,6 +18,7 @@ from typing import Any
 from pyee.asyncio import AsyncIOEventEmitter
 
 from . import aiortc_glue as glue
+from .codecs import spec_from_line
 from .consumer import Consumer, Slot
 from .errors import NegotiationError
 from .loss import LossInjector
@@ -40,6 +41,7 @@ class ProducerInfo:
     kind: str
     source: str
     paused: bool
+    codec: str = ""  # "opus" | "vp8" | "h264": what a tap to the programme carries
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ class Router(AsyncIOEventEmitter):
             assert line.mid is not None
             if line.mid in transport.by_mid:
                 continue
-            spec = _spec_from_line(line, tracks[line.mid], stream_id=owner)
+            spec = spec_from_line(line, tracks[line.mid], stream_id=owner)
             producer = Producer(
                 f"{self.id}-p{next(self._ids)}",
                 spec,
@@ -195,7 +197,8 @@ class Router(AsyncIOEventEmitter):
 
     def producer_info(self, producer_id: str) -> ProducerInfo:
         producer = self.producers[producer_id]
-        return ProducerInfo(producer.id, self.owners[producer.id], producer.kind, producer.spec.source, producer.paused)
+        owner, spec = self.owners[producer.id], producer.spec
+        return ProducerInfo(producer.id, owner, producer.kind, spec.source, producer.paused, spec.codec)
 
     def list_producers(self) -> list[ProducerInfo]:
         return [self.producer_info(pid) for pid in self.producers]
@@ -228,9 +231,15 @@ class Router(AsyncIOEventEmitter):
         consumer = Consumer(f"{transport_id}-c{next(self._ids)}", producer, slot, transport.send)
         consumer.on_close.append(self.totals.retire_consumer)
         consumer.paused = transport.paused
-        if transport.connected and slot.writer is not None and producer.kind == "video":
+        if transport.connected and consumer.writer is not None and producer.kind == "video":
             producer.request_keyframe()  # otherwise asked for when the leg connects: sooner is wasted
         return added
+
+    def codec_missing(self, transport_id: str) -> list[str]:
+        """The producers this subscriber gets a slot for but no media: it did not negotiate their codec
+        (Firefox without OpenH264 and the chamber's H.264). Known once its answer is applied."""
+        transport = self._recv_transport(transport_id)
+        return [s.consumer.producer.id for s in transport.slots if s.consumer is not None and s.consumer.codec_missing]
 
     def set_receiving_paused(self, transport_id: str, paused: bool) -> None:
         """Stop (or resume) forwarding anything to one subscriber (e.g. the public in a closed session)."""
@@ -378,20 +387,3 @@ class Router(AsyncIOEventEmitter):
             raise NegotiationError("not_ready", f"no subscribing transport {transport_id}")
         return transport
 
-
-def _spec_from_line(line: glue.MediaLine, source: str, stream_id: str) -> ProducerSpec:
-    wanted = "opus" if line.kind == "audio" else "vp8"
-    pt, name, clock, _ = next(c for c in line.codecs if c[1] == wanted)
-    rtx_pt = next((c[0] for c in line.codecs if c[1] == "rtx" and c[3].get("apt") == pt), None)
-    return ProducerSpec(
-        mid=line.mid or "",
-        kind=line.kind,
-        source=source,
-        payload_type=pt,
-        clock_rate=clock,
-        codec=name,
-        ssrc=line.ssrc,
-        rtx_ssrc=line.rtx_ssrc,
-        rtx_payload_type=rtx_pt,
-        stream_id=stream_id,
-    )

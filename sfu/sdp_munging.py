@@ -6,6 +6,7 @@ in-band FEC off) and no ``ccm fir`` (the SFU does handle FIR). Both are added he
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 OPUS_FMTP = "minptime=10;useinbandfec=1"
@@ -66,3 +67,52 @@ def drop_unusable_candidates(sdp: str) -> str:
                 continue
         kept.append(line)
     return "\r\n".join(kept) + "\r\n"
+
+
+_announced_address: str | None = None
+
+
+def set_announced_address(address: str | None) -> None:
+    """At start-up: the public address (``ice.announced_address``) every SDP the SFU sends carries."""
+    global _announced_address
+    _announced_address = address
+
+
+def as_announced(sdp: str) -> str:
+    """An SDP the SFU sends, with the announced address if one is set (else unchanged)."""
+    return sdp if _announced_address is None else announce(sdp, _announced_address)
+
+
+def announce(sdp: str, address: str) -> str:
+    """Put ``address`` in place of the bound address of every host candidate of its IP family.
+
+    For a 1:1 NAT that forwards ``address`` to the bound one, port for port. The ``c=``
+    lines and the related addresses (``raddr``) naming a replaced address follow.
+    """
+    version = _ip_version(address)
+    replaced: set[str] = set()
+    lines = sdp.splitlines()
+    for i, line in enumerate(lines):
+        fields = line.split(" ")
+        host_candidate = line.startswith("a=candidate:") and len(fields) >= 8 and fields[6:8] == ["typ", "host"]
+        if host_candidate and _ip_version(fields[4]) == version:
+            replaced.add(fields[4])
+            fields[4] = address
+            lines[i] = " ".join(fields)
+    for i, line in enumerate(lines):
+        fields = line.split(" ")
+        if line.startswith("c=IN ") and len(fields) == 3 and fields[2] in replaced:
+            lines[i] = f"{fields[0]} {fields[1]} {address}"
+        elif line.startswith("a=candidate:") and "raddr" in fields[8:]:
+            at = fields.index("raddr", 8) + 1
+            if at < len(fields) and fields[at] in replaced:
+                fields[at] = address
+                lines[i] = " ".join(fields)
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _ip_version(address: str) -> int | None:
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:  # an mDNS name, a hostname
+        return None

@@ -18,16 +18,16 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from . import aiortc_glue as glue
 from . import rtcp
+from .codecs import WANTED, choose_publish_codec, describe, is_baseline, keeping, negotiated_payload_types
 from .consumer import Slot
 from .errors import NegotiationError
 from .producer import Producer, ProducerSpec
 from .rtp import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID, ExtensionIds, read_packet
-from .sdp_munging import drop_unusable_candidates, improve_answer
+from .sdp_munging import as_announced, drop_unusable_candidates, improve_answer
 
 log = logging.getLogger(__name__)
 
 TICK = 0.1
-SUPPORTED = {"audio": "opus", "video": "vp8"}
 
 
 def _configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
@@ -108,25 +108,34 @@ class SendTransport(Transport):
         self.upstream_drop: Callable[[], bool] | None = None  # loss injection for tests
 
     async def accept_offer(self, sdp: str, allowed_mids: set[str]) -> tuple[str, list[glue.MediaLine]]:
-        """Apply the browser's offer; return our answer and the usable m-lines."""
+        """Apply the publisher's offer; return our answer and the usable m-lines.
+
+        Each m-line is answered with one codec (:func:`sfu.codecs.choose_publish_codec`) and its RTX.
+        """
         try:
             lines = glue.describe_sdp(sdp)
         except ValueError as exc:
             raise NegotiationError("bad_sdp", str(exc)) from exc
+        chosen = {line.mid: choose_publish_codec(line.kind, line.codecs) for line in lines}
+        usable = [line for line in lines if line.mid in allowed_mids]
+        for line in usable:
+            if chosen[line.mid] is None:
+                raise NegotiationError("no_codec", f"m-line {line.mid}: no {WANTED.get(line.kind, 'usable')} codec")
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=drop_unusable_candidates(sdp), type="offer"))
         except Exception as exc:
+            for line in usable:  # aiortc refuses an m-line whose only codec it cannot match
+                codec = chosen[line.mid]
+                if codec is not None and codec[1] == "h264" and not is_baseline(codec):
+                    message = f"m-line {line.mid}: {describe(codec)} unsupported: send constrained baseline (42e01f)"
+                    raise NegotiationError("no_codec", message) from exc
             raise NegotiationError("bad_sdp", f"offer refused: {exc}") from exc
-        usable: list[glue.MediaLine] = []
         for transceiver in self.pc.getTransceivers():
-            wanted = {f"{transceiver.kind}/{SUPPORTED.get(transceiver.kind)}", "video/rtx"}
-            glue.keep_codecs(transceiver, lambda c, w=wanted: c.mimeType.lower() in w)  # type: ignore[misc]
+            codec = chosen.get(transceiver.mid)
+            glue.keep_codecs(transceiver, keeping(None if codec is None else codec[0]))
             glue.stop_receiver_decoder(transceiver)
-        for line in lines:
-            if line.mid in allowed_mids:
-                if not any(name == SUPPORTED.get(line.kind) for _, name, _, _ in line.codecs):
-                    raise NegotiationError("no_codec", f"m-line {line.mid}: no {SUPPORTED.get(line.kind)} codec")
-                usable.append(line)
+            if codec is not None and transceiver.mid in allowed_mids and not glue.negotiated_codecs(transceiver):
+                raise NegotiationError("no_codec", f"m-line {transceiver.mid}: cannot answer {describe(codec)}")
         try:
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
@@ -144,7 +153,7 @@ class SendTransport(Transport):
             self._send_rtcp = glue.make_sender(dtls, rtcp=True)
             self.feedback_ssrc = glue.sender_ssrc(transceivers[0])
         self._start_ticking()
-        return improve_answer(self.pc.localDescription.sdp, self.bitrate_caps), usable
+        return as_announced(improve_answer(self.pc.localDescription.sdp, self.bitrate_caps)), usable
 
     def add_producer(self, producer: Producer) -> None:
         self.by_mid[producer.spec.mid] = producer
@@ -261,7 +270,7 @@ class RecvTransport(Transport):
         """Media can flow now: consumers waiting for a keyframe ask for one at once."""
         for slot in self.slots:
             consumer = slot.consumer
-            if consumer is not None and consumer.waiting_sync and consumer.producer.kind == "video":
+            if consumer is not None and consumer.waiting_sync and consumer.writer is not None and slot.kind == "video":
                 consumer.producer.request_keyframe()
 
     def send(self, packet: bytes) -> bool:
@@ -286,7 +295,7 @@ class RecvTransport(Transport):
                 offered.append(slot)
         self.revision += 1
         self.pending_revision = self.revision
-        return self.pc.localDescription.sdp, offered
+        return as_announced(self.pc.localDescription.sdp), offered
 
     async def accept_answer(self, revision: int, sdp: str) -> None:
         if revision != self.pending_revision:
@@ -309,17 +318,19 @@ class RecvTransport(Transport):
             self.on_connected()
 
     def _configure_slots(self) -> None:
-        """After negotiation: each slot's SSRC, payload type and extension ids; the sender."""
+        """After negotiation: each slot's SSRC, payload type per codec and extension ids; the sender."""
         for slot in self.slots:
             transceiver = slot.handle
-            codecs = glue.negotiated_codecs(transceiver)
+            codecs = negotiated_payload_types(glue.negotiated_codecs(transceiver))
             if not codecs:
                 continue
             ext = glue.negotiated_extensions(transceiver)
             uris = (EXT_MID, EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL)
             ids = ExtensionIds(*(_one_byte_id(ext.get(uri, 0)) for uri in uris))
+            payload_type, clock_rate = next(iter(codecs.values()))
+            payload_types = {name: pt for name, (pt, _) in codecs.items()}
             try:
-                slot.configure(glue.sender_ssrc(transceiver), codecs[0].payloadType, ids, codecs[0].clockRate)
+                slot.configure(glue.sender_ssrc(transceiver), payload_type, ids, clock_rate, payload_types)
             except ValueError as exc:
                 raise NegotiationError("bad_sdp", f"answer unusable for m-line {slot.mid}: {exc}") from exc
             if not slot.hooked:

@@ -16,7 +16,7 @@ from aiortc import RTCSessionDescription
 from . import aiortc_glue as glue
 from .consumer import Slot
 from .errors import NegotiationError
-from .sdp_munging import drop_unusable_candidates
+from .sdp_munging import as_announced, drop_unusable_candidates
 from .transport import RecvTransport
 
 # What the programme sends: H.264 constrained baseline in packetization mode 1, and Opus.
@@ -67,4 +67,4 @@ class ViewerTransport(RecvTransport):
         except Exception as exc:
             raise NegotiationError("no_codec", f"cannot answer: {exc}") from exc
         self._configure_slots()
-        return str(self.pc.localDescription.sdp)
+        return as_announced(str(self.pc.localDescription.sdp))

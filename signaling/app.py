@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from config import Settings
-from sfu import aiortc_glue
+from sfu import aiortc_glue, sdp_munging
 from sfu.router import Router
 
 from .convocation import acknowledge
@@ -66,6 +66,9 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
     ice_settings = hub.settings.ice
     if ice_settings.udp_port_min is not None and ice_settings.udp_port_max is not None:
         aiortc_glue.restrict_udp_ports(ice_settings.udp_port_min, ice_settings.udp_port_max)
+    elif ice_settings.udp_port is not None:
+        await aiortc_glue.share_udp_port(ice_settings.udp_port, ice_settings.host_addresses)
+    sdp_munging.set_announced_address(ice_settings.announced_address)
     caps = {"camera": hub.settings.media.camera_bitrate, "screen": hub.settings.media.screen_bitrate}
     ice = [s.model_dump(exclude_none=True) for s in hub.settings.ice.servers]
     data_dir = hub.settings.data_dir
@@ -96,8 +99,8 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
         await sitting.router.close()
     hub.sittings.clear()
     await journal.aclose()
-    if ice_settings.udp_port_min is not None:
-        aiortc_glue.allow_any_udp_port()
+    aiortc_glue.allow_any_udp_port()  # a range or the shared port: also closes the shared sockets
+    sdp_munging.set_announced_address(None)
 
 
 def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

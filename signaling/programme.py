@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VIDEO_PT, AUDIO_PT = 102, 111  # what the worker sends
-TAP_PT = {"audio": 111, "video": 96}  # what it receives (Opus, VP8)
+TAP_PT = {"audio": 111, "video": 96}  # what it receives (Opus; VP8 or H.264, told apart by the source message)
 IDLE_STOP = 30.0
 RESTART_DELAY = 2.0
 READY_TIMEOUT = 30.0
@@ -108,7 +108,7 @@ class Programme:
             muted = info.paused
             if tap is None:
                 ssrc = next(self._ssrcs)
-                codec = "opus" if info.kind == "audio" else "vp8"
+                codec = info.codec or ("opus" if info.kind == "audio" else "vp8")
                 self._send({"type": "source", "ssrc": ssrc, "kind": info.kind, "codec": codec,
                             "payload_type": TAP_PT[info.kind]})
                 router.tap(self.transport_id, producer_id, ssrc, TAP_PT[info.kind])

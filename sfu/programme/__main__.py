@@ -23,12 +23,16 @@ SOCKET_BUFFER = 4 * 1024 * 1024
 def address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` to the numeric address datagrams from the peer will carry."""
     host, _, port = text.rpartition(":")
-    family_address = socket.getaddrinfo(host, int(port), socket.AF_INET, socket.SOCK_DGRAM)[0][4]
-    return str(family_address[0]), int(family_address[1])
+    try:
+        resolved = socket.getaddrinfo(host, int(port), socket.AF_INET, socket.SOCK_DGRAM)[0][4]
+    except (OSError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"not a HOST:PORT address: {text!r}") from error
+    return str(resolved[0]), int(resolved[1])
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(prog="python -m sfu.programme", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sfu.programme",
+                                     description="The public programme of one sitting: a worker process of the SFU.")
     parser.add_argument("--peer", type=address, required=True, help="the SFU's plain-RTP socket, HOST:PORT")
     parser.add_argument("--bind", default="127.0.0.1", help="address of our UDP socket (port chosen by the system)")
     parser.add_argument("--sitting", required=True, help="the sitting's id (shown until the first scene)")

@@ -25,7 +25,7 @@ class SourceAdded(_Message):
     type: Literal["source"]
     ssrc: Ssrc
     kind: Literal["audio", "video"]
-    codec: Literal["opus", "vp8"]
+    codec: Literal["opus", "vp8", "h264"]
     payload_type: Annotated[int, Field(ge=96, le=127)]
 
 

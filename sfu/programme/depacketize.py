@@ -2,8 +2,9 @@
 
 The programme receives plain RTP from the SFU on loopback. Opus needs no
 depacketization (one packet, one frame); VP8 frames are split over several
-packets with an RFC 7741 payload descriptor, reassembled here. ``decode``
-turns either into mono 48 kHz PCM or a picture.
+packets with an RFC 7741 payload descriptor, H.264 access units over single
+NAL unit, STAP-A and FU-A packets (RFC 6184, packetization mode 1): both are
+reassembled here. ``decode`` turns a frame into mono 48 kHz PCM or a picture.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sfu.rtp import RtpView, read_packet
 from sfu.vp8 import parse_descriptor
 
 OPUS_TIME_BASE = Fraction(1, 48000)
-VP8_TIME_BASE = Fraction(1, 90000)
+VP8_TIME_BASE = VIDEO_TIME_BASE = Fraction(1, 90000)
 
 Pcm = npt.NDArray[np.int16]
 Decoder = AudioCodecContext | VideoCodecContext
@@ -66,10 +67,15 @@ class SequenceTracker:
 
 
 @dataclass(frozen=True, slots=True)
-class Vp8Frame:
+class EncodedFrame:
+    """One whole video frame: VP8 as is, H.264 as an annex-B access unit."""
+
     data: bytes
     keyframe: bool
     timestamp: int
+
+
+Vp8Frame = EncodedFrame
 
 
 @dataclass(slots=True)
@@ -118,6 +124,136 @@ class Vp8Assembler:
     def reset(self) -> None:
         """Forget everything: the next decodable frame is a keyframe."""
         self._parts.clear()
+        self.sequence.reset()
+        self.broken = True
+
+
+NAL_IDR = 5
+STAP_A = 24
+FU_A = 28
+START_CODE = b"\x00\x00\x00\x01"
+Fragment = tuple[bool, bool, int, bytes]  # FU-A: start, end, the NAL unit header, the bytes after it
+
+
+def h264_units(payload: bytes) -> tuple[list[bytes], Fragment | None]:
+    """The whole NAL units of one H.264 RTP payload, or the FU-A fragment it carries; ValueError if malformed.
+
+    Packetization mode 1 allows single NAL units (types 1-23), STAP-A (24) and FU-A (28) only.
+    """
+    if not payload:
+        raise ValueError("empty H.264 payload")
+    nal_type = payload[0] & 0x1F
+    if 1 <= nal_type <= 23:
+        return [payload], None
+    if nal_type == STAP_A:
+        units, pos = [], 1
+        while pos < len(payload):
+            size = int.from_bytes(payload[pos : pos + 2], "big")
+            pos += 2
+            if size == 0 or pos + size > len(payload):
+                raise ValueError("STAP-A unit size beyond the packet")
+            units.append(payload[pos : pos + size])
+            pos += size
+        if not units:
+            raise ValueError("empty STAP-A")
+        return units, None
+    if nal_type == FU_A:
+        if len(payload) < 3:
+            raise ValueError("truncated FU-A")
+        start, end = bool(payload[1] & 0x80), bool(payload[1] & 0x40)
+        if start and end:
+            raise ValueError("FU-A with both start and end bits")
+        return [], (start, end, (payload[0] & 0xE0) | (payload[1] & 0x1F), payload[2:])
+    raise ValueError(f"NAL unit type {nal_type} is not in packetization mode 1")
+
+
+def _starts_access_unit(units: list[bytes], fragment: Fragment | None) -> bool:
+    """True if the packet begins an access unit: SEI, SPS, PPS, delimiter, or a slice with first_mb_in_slice 0."""
+    if units:
+        nal_type, after = units[0][0] & 0x1F, units[0][1:2]
+    elif fragment is not None and fragment[0]:
+        nal_type, after = fragment[2] & 0x1F, fragment[3][:1]
+    else:
+        return False
+    return nal_type in (6, 7, 8, 9) or (nal_type in (1, 5) and bool(after) and after[0] & 0x80 != 0)
+
+
+@dataclass(slots=True)
+class H264Assembler:
+    """Joins the packets of one H.264 access unit into annex-B: same timestamp, up to the marker.
+
+    A sender that never sets the marker has each access unit end when the next
+    timestamp starts. Loss is handled as by :class:`Vp8Assembler`: an access unit
+    with a gap is dropped and ``broken`` stays set until a whole one with an IDR slice.
+    """
+
+    broken: bool = True
+    sequence: SequenceTracker = field(default_factory=SequenceTracker)
+    _parts: list[bytes] = field(default_factory=list)  # start codes and NAL units
+    _fragment: bytearray | None = None  # the FU-A NAL unit being joined
+    _open: bool = False  # some of the access unit at ``_timestamp`` was seen
+    _damaged: bool = False
+    _timestamp: int = 0
+    _keyframe: bool = False
+
+    def push(self, sequence: int, timestamp: int, marker: bool, payload: bytes) -> EncodedFrame | None:
+        """Add one packet's payload; ValueError on a malformed one (the packet is then ignored)."""
+        units, fragment = h264_units(payload)
+        missing = self.sequence.advance(sequence)
+        if missing is None:
+            return None
+        if missing:
+            self.broken = True  # the references are gone
+            self._damaged = self._damaged or self._open  # the open access unit may have lost its end
+        done = self._finish() if self._open and timestamp != self._timestamp else None
+        if not self._open:  # after a gap, whole only if this packet is its start
+            damaged = bool(missing) and not _starts_access_unit(units, fragment)
+            self._open, self._damaged, self._keyframe, self._timestamp = True, damaged, False, timestamp
+        for unit in units:
+            self._add(unit)
+        if fragment is not None:
+            self._add_fragment(*fragment)
+        if marker and done is None:  # else it ends with the next timestamp: one frame out per packet
+            done = self._finish()
+        return done
+
+    def _add(self, nal: bytes) -> None:
+        self._parts += (START_CODE, nal)
+        self._keyframe = self._keyframe or nal[0] & 0x1F == NAL_IDR
+
+    def _add_fragment(self, start: bool, end: bool, header: int, body: bytes) -> None:
+        if start:
+            if self._fragment is not None:
+                self._damaged = True  # the previous fragmented NAL unit never ended
+            self._fragment = bytearray((header,))
+        elif self._fragment is None:
+            self._damaged = True  # the rest of a NAL unit whose start was lost
+            return
+        self._fragment += body
+        if end:
+            self._add(bytes(self._fragment))
+            self._fragment = None
+
+    def _finish(self) -> EncodedFrame | None:
+        damaged = self._damaged or self._fragment is not None
+        frame = EncodedFrame(b"".join(self._parts), self._keyframe, self._timestamp)
+        self._parts.clear()
+        self._fragment = None
+        self._open = False
+        if damaged:
+            self.broken = True
+            return None
+        if not frame.data:
+            return None
+        if frame.keyframe:
+            self.broken = False
+        return frame
+
+    def reset(self) -> None:
+        """Forget everything: the next decodable access unit has an IDR slice."""
+        self._parts.clear()
+        self._fragment = None
+        self._open = False
         self.sequence.reset()
         self.broken = True
 

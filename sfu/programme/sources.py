@@ -3,7 +3,8 @@
 Audio sources each keep a FIFO of mono 48 kHz PCM; ``mix`` plays them out on
 the programme's wall clock with a small jitter buffer, trimming a queue that
 grows (the sender's clock runs faster than ours) so latency stays bounded.
-Only the wanted video source is decoded, from its first keyframe on.
+Only the wanted video source is decoded, from its first keyframe on: VP8 from
+members' browsers, H.264 from a WHIP encoder (the chamber's OBS).
 
 Two locks: ``_state_lock`` guards every field read by ``mix``/``video``/``stats``
 and is never held while decoding; ``_decode_lock`` serialises ``on_rtp`` calls so
@@ -26,14 +27,15 @@ import numpy.typing as npt
 
 from sfu.programme.depacketize import (
     OPUS_TIME_BASE,
-    VP8_TIME_BASE,
+    VIDEO_TIME_BASE,
     DecodeJob,
     DecodeOutcome,
     Decoder,
+    EncodedFrame,
+    H264Assembler,
     Pcm,
     SequenceTracker,
     Vp8Assembler,
-    Vp8Frame,
     decode,
     parse_rtp,
 )
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 
 SAMPLES_PER_MS = 48  # 48 kHz
 KEYFRAME_REQUEST_INTERVAL_S = 0.5
+MAX_HELD_PICTURES = 30  # pictures waiting for their turn (the video delay): a second at 30 fps
+Codec = Literal["opus", "vp8", "h264"]
 DECODE_ERRORS = (av.error.FFmpegError, ValueError)
 
 
@@ -85,16 +89,17 @@ class Source:
 
     ssrc: int
     kind: Literal["audio", "video"]
-    codec: Literal["opus", "vp8"]
+    codec: Codec
     payload_type: int
     wanted: bool = False
     generation: int = 0  # bumped whenever decoding state is reset: late decode results are discarded
     decoder: Decoder | None = None
     sequence: SequenceTracker = field(default_factory=SequenceTracker)  # audio
-    assembler: Vp8Assembler = field(default_factory=Vp8Assembler)  # video
+    assembler: Vp8Assembler | H264Assembler = field(default_factory=Vp8Assembler)  # video
     queue: PcmQueue = field(default_factory=PcmQueue)
     playing: bool = False
     latest: av.VideoFrame | None = None
+    pictures: deque[tuple[float, av.VideoFrame]] = field(default_factory=lambda: deque(maxlen=MAX_HELD_PICTURES))
     last_keyframe_request: float = float("-inf")
     packets: int = 0
     malformed: int = 0
@@ -115,6 +120,7 @@ class Source:
         self.queue.clear()
         self.playing = False
         self.latest = None
+        self.pictures.clear()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -141,11 +147,19 @@ class Sources:
     """Every member track the SFU forwards to the programme, and the mix and picture taken from them."""
 
     def __init__(
-        self, request_keyframe: Callable[[int], None], *, jitter_ms: int = 60, max_queue_ms: int = 200
+        self,
+        request_keyframe: Callable[[int], None],
+        *,
+        jitter_ms: int = 60,
+        max_queue_ms: int = 200,
+        video_delay_ms: int = 0,
     ) -> None:
         """request_keyframe(ssrc) is called when a video source needs a keyframe, at most every 500 ms per ssrc."""
         self._request_keyframe = request_keyframe
         self._jitter_samples = max(0, jitter_ms) * SAMPLES_PER_MS
+        # Pictures are held this long before they are shown: the sound waits in its jitter buffer,
+        # the picture must wait as much, or the programme shows lips moving before the words.
+        self._video_delay = max(0, video_delay_ms) / 1000
         self._max_samples = max(jitter_ms, max_queue_ms) * SAMPLES_PER_MS
         self._state_lock = threading.Lock()
         self._decode_lock = threading.Lock()
@@ -155,9 +169,11 @@ class Sources:
         self._malformed = 0
         self._unknown = 0
 
-    def add(self, ssrc: int, kind: Literal["audio", "video"], codec: Literal["opus", "vp8"], payload_type: int) -> None:
+    def add(self, ssrc: int, kind: Literal["audio", "video"], codec: Codec, payload_type: int) -> None:
         """Start accepting ``ssrc`` (replacing any source of that ssrc)."""
         source = Source(ssrc, kind, codec, payload_type)
+        if codec == "h264":
+            source.assembler = H264Assembler()
         with self._state_lock:
             old = self._sources.get(ssrc)
             if old is not None:
@@ -247,7 +263,12 @@ class Sources:
         """The latest picture of the wanted video source, None if none was decoded since it became wanted."""
         with self._state_lock:
             source = self._sources.get(self._wanted_video) if self._wanted_video is not None else None
-            return source.latest if source is not None and source.wanted else None
+            if source is None or not source.wanted:
+                return None
+            shown_before = time.monotonic() - self._video_delay
+            while source.pictures and source.pictures[0][0] <= shown_before:
+                source.latest = source.pictures.popleft()[1]
+            return source.latest
 
     def stats(self) -> dict[str, Any]:
         """JSON-able counters: ``sources`` keyed by str(ssrc), plus the packets no source took."""
@@ -289,20 +310,24 @@ class Sources:
         return source.decoder, payload, packet.timestamp, OPUS_TIME_BASE
 
     def _accept_video(self, source: Source, packet: RtpView, payload: bytes) -> DecodeJob | None:
-        """Assemble a VP8 frame; return it for decoding when it is whole and its references are intact."""
+        """Assemble a VP8 frame or H.264 access unit; return it for decoding when it is whole and its
+        references are intact."""
         if not source.wanted:
             source.assembler.sequence.advance(packet.sequence)
             return None
         try:
-            frame: Vp8Frame | None = source.assembler.push(packet.sequence, packet.timestamp, packet.marker, payload)
+            frame: EncodedFrame | None = source.assembler.push(
+                packet.sequence, packet.timestamp, packet.marker, payload
+            )
         except ValueError:
             source.malformed += 1
             return None
         if frame is None or source.assembler.broken or not frame.data:
             return None
         if source.decoder is None:
-            source.decoder = av.CodecContext.create("vp8", "r")
-        return source.decoder, frame.data, frame.timestamp, VP8_TIME_BASE
+            h264 = source.codec == "h264"
+            source.decoder = av.CodecContext.create("h264", "r") if h264 else av.CodecContext.create("vp8", "r")
+        return source.decoder, frame.data, frame.timestamp, VIDEO_TIME_BASE
 
     def _store(self, source: Source, outcome: DecodeOutcome | Exception) -> None:
         if isinstance(outcome, Exception):
@@ -312,7 +337,7 @@ class Sources:
                 source.assembler.broken = True
         elif isinstance(outcome, av.VideoFrame):
             source.frames_decoded += 1
-            source.latest = outcome
+            source.pictures.append((time.monotonic(), outcome))
         elif outcome is not None:
             source.frames_decoded += 1
             source.queue.push(outcome)

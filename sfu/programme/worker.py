@@ -36,6 +36,7 @@ from .sources import Sources
 
 AUDIO_TICK_S = AUDIO_FRAME / SAMPLE_RATE
 STATS_INTERVAL_S = 5.0
+JITTER_MS = 60  # each member's sound is played out after this much is queued
 SENDER_REPORT_S = 1.0
 KEYFRAME_SPACING_S = 0.5  # requested keyframes closer than this wait (a storm of PLIs is one IDR)
 RTCP_PSFB, FMT_PLI, FMT_FIR = 206, 1, 4
@@ -71,7 +72,8 @@ class Programme:
         self.out = out
         self.control_fd = control_fd
         self.fps = config.encoder.fps
-        self.sources = Sources(self._request_source_keyframe)
+        # pictures wait as long as the sound does in its jitter buffer: lips and words together
+        self.sources = Sources(self._request_source_keyframe, jitter_ms=JITTER_MS, video_delay_ms=JITTER_MS)
         self.compositor = Compositor(config.encoder.width, config.encoder.height)
         self.scene = Scene(title=config.sitting, audio=(), video=None)
         self.control: queue.Queue[ControlMessage] = queue.Queue()

@@ -69,9 +69,16 @@ async def wait_for_value(get, expected, timeout: float, what: str, match=lambda 
 
 
 async def assert_frames_rising(get_frames, participant_ids: list[str], who: str) -> None:
+    """Every participant's framesDecoded goes up within a few seconds (a reading taken while the
+    subscribing connection renegotiates can be empty: read again rather than fail on it)."""
     before = await get_frames() or {}
-    await asyncio.sleep(1.5)
-    after = await get_frames() or {}
+    after: dict = {}
+    deadline = asyncio.get_running_loop().time() + 8.0
+    while asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(1.5)
+        after = await get_frames() or {}
+        if all(after.get(pid, 0) > before.get(pid, 0) for pid in participant_ids):
+            return
     for pid in participant_ids:
         assert after.get(pid, 0) > before.get(pid, 0), (
             f"{who}: video of {pid} not decoding (framesDecoded {before} -> {after})"

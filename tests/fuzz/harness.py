@@ -291,7 +291,7 @@ class World:
         # the per-connection rate limit (signaling/limits.py) would ignore nearly every fuzzed
         # message, unread: raised here so that each reaches the parser and the handlers
         limits = {"messages_per_second": 1e6, "message_burst": 1_000_000, "max_refused_messages": 10**9}
-        app = create_app(Settings(port=0, data_dir=self.data_dir, demo=False, limits=limits))
+        app = create_app(Settings(port=0, data_dir=self.data_dir, demo=False, limits=limits, programme={"enabled": False}))
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

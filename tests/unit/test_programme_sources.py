@@ -505,3 +505,17 @@ def test_receiving_and_mixing_threads_run_together() -> None:
         thread.join()
     assert not failures
     assert all(source_stats(sources, s)["frames_decoded"] == 300 for s in (TONE_A, TONE_B))
+
+
+def test_pictures_wait_as_long_as_the_sound_does(clock: Clock) -> None:
+    """With a video delay, a decoded picture is shown only once it is that old: lips with the words."""
+    sources, _ = make_sources(video_delay_ms=60)
+    sources.add(CAMERA, "video", "vp8", VP8_PT)
+    sources.set_wanted([], CAMERA)
+    feed_clip(sources, Vp8Sender(CAMERA), vp8_clip("KD"))
+    assert sources.video() is None  # decoded at t, not shown before t + 60 ms
+    clock.now += 0.059
+    assert sources.video() is None
+    clock.now += 0.002
+    frame = sources.video()
+    assert frame is not None and mean_rgb(frame)[0] > 200
