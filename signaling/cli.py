@@ -17,6 +17,7 @@ from config import Settings, load_settings
 from .admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin_command
 from .backup import BACKUP_COMMANDS, add_backup_commands, run_backup_command
 from .journal_cli import add_journal_commands, run_journal_command
+from .recordings_cli import add_recordings_command, run_recordings_command
 from .revocation import add_revoke_command, run_revoke_command
 from .tokens import ROLES, TokenSigner
 
@@ -63,12 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     add_admin_commands(commands)
     add_backup_commands(commands)
     add_revoke_command(commands)
+    add_recordings_command(commands)
     commands.add_parser("bench", help="load-test scenarios: sitting, stress, broadcast, churn (bench/README.md)")
     args = parser.parse_args(argv)
     if args.command in BACKUP_COMMANDS:
         return run_backup_command(args)
     if args.command == "revoke":
         return run_revoke_command(args)
+    if args.command == "recordings":
+        return run_recordings_command(args)
     if args.command == "journal":
         return run_journal_command(args)
     if args.command in ADMIN_COMMANDS:

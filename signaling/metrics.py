@@ -104,11 +104,41 @@ class HemicycleCollector:
             worst, mean, _ = downstream_loss(router)
             loss_max.add_metric([sitting.id], worst)
             loss_mean.add_metric([sitting.id], mean)
+        yield from self._programmes()
         yield participants
         yield from gauges.values()
         yield from counters.values()
         yield loss_max
         yield loss_mean
+
+
+    def _programmes(self) -> Iterator[Metric]:
+        """The public programme of each sitting, from the worker's last stats line (every 5 s)."""
+        families = {
+            key: GaugeMetricFamily(f"hemicycle_programme_{name}", help_text, labels=["sitting"])
+            for key, name, help_text in PROGRAMME_GAUGES
+        }
+        viewers = GaugeMetricFamily("hemicycle_programme_viewers", "WebRTC (WHEP) viewers of the programme.",
+                                    labels=["sitting"])
+        for sitting_id, programme in self.hub.programmes.items():
+            families["running"].add_metric([sitting_id], 1 if programme.running else 0)
+            viewers.add_metric([sitting_id], len(programme.viewers))
+            for key, family in families.items():
+                value = programme.stats.get(key)
+                if key != "running" and isinstance(value, int | float) and programme.running:
+                    family.add_metric([sitting_id], value)
+        yield from families.values()
+        yield viewers
+
+
+# (field of the worker's stats line, metric name, help); "running" comes from the Programme itself
+PROGRAMME_GAUGES = (
+    ("running", "running", "1 while the sitting's programme worker runs."),
+    ("encode_ms_p99", "encode_ms_p99", "Worst (p99) time to encode one programme frame over the last 5 s, ms."),
+    ("video_skipped", "video_frames_skipped", "Frames the worker skipped since it started (it fell behind)."),
+    ("cpu_s", "cpu_seconds", "CPU time the worker used since it started (decode, mix, compose, encode)."),
+    ("errors", "errors", "Errors the worker survived since it started (each costs one frame)."),
+)
 
 
 @dataclass

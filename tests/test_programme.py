@@ -22,6 +22,7 @@ from config import Settings
 from signaling.app import JOURNAL
 from tests.peers import Peer
 from tests.test_media_relay import wait_for
+from tests.test_metrics import parse, scrape, value
 
 pytestmark = pytest.mark.asyncio
 
@@ -110,6 +111,10 @@ async def test_programme_mixes_the_unmuted_and_serves_whep(server) -> None:  # t
 
         viewer, location, counts = await whep_view(server.base_url)
         await wait_for(lambda: counts["video"] > 15 and counts["audio"] > 50, timeout=20)
+        status, text = await scrape(server.base_url)
+        metrics = parse(text)
+        assert status == 200 and value(metrics, "hemicycle_programme_running", sitting="demo") == 1
+        assert value(metrics, "hemicycle_programme_viewers", sitting="demo") == 1
 
         await chair.send({"type": "mute", "participant_id": bruno.me})
         await asyncio.sleep(0.5)
