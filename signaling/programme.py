@@ -5,7 +5,8 @@ and encodes once; the SFU feeds it by plain RTP on loopback (one tap per member
 track) and forwards what it sends back (H.264 + Opus) to every WHEP viewer. Its
 HLS output is both the live HLS and the recording (DATA_DIR/recordings/<sitting>/<run>/).
 
-It runs while someone is in the sitting, stops 30 s after the last one leaves, and
+It runs while someone is in the sitting (or the chamber's encoder publishes), stops 30 s
+after the last one leaves, and
 is restarted if it dies (a new run: the recording keeps every segment written).
 """
 
@@ -72,7 +73,11 @@ class Programme:
     # ------------------------------------------------------------------ following the sitting
 
     def _wanted(self) -> bool:
-        return self.settings.programme.enabled and any(s.session is not None for s in self.sitting.seats.values())
+        """Someone is in the sitting: a member, or only the chamber's encoder (a sitting held in the
+        chamber with the public online)."""
+        sitting = self.sitting
+        someone = any(s.session is not None for s in sitting.seats.values()) or bool(sitting.router.list_producers())
+        return self.settings.programme.enabled and someone
 
     def _on_change(self, events: list[Event]) -> None:
         for event in events:

@@ -192,3 +192,29 @@ async def test_whep_refuses_bad_offers_and_vanished_viewers_go(server) -> None: 
             assert programme.running
         finally:
             await member.close()
+
+
+async def test_a_sitting_held_in_the_chamber_reaches_the_public(server) -> None:  # type: ignore[no-untyped-def]
+    """Only the chamber's encoder (WHIP) publishes: the programme runs and shows and plays it."""
+    from tests.test_whip import WhipEncoder
+
+    programme = server.hub.programmes["demo"]
+    encoder = WhipEncoder(f"{server.base_url}/whip/demo", server.token("Salle du conseil", role="chamber"))
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert await encoder.publish(http) == 201
+        await wait_for(lambda: programme.running and programme.run_dir is not None, timeout=30)
+        run = programme.run_dir
+        assert run is not None
+        fresh = await fresh_segments(run)
+        (level,), _ = tone_levels(fresh, (550.0,))
+        assert level > 0.5, level
+        with av.open(str(fresh[-1])) as container:
+            frame = next(iter(container.decode(video=0)))
+        image = frame.to_ndarray(format="rgb24")
+        h, w, _ = image.shape
+        # below the counter blocks of the source, above the caption band
+        red, green, blue = image[int(0.55 * h) : int(0.65 * h), w // 3 : 2 * w // 3].reshape(-1, 3).mean(axis=0)
+        assert red > 150 and green > 150 and blue < 100, (red, green, blue)  # the encoder's yellow
+    finally:
+        await encoder.pc.close()
