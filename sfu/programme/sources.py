@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 SAMPLES_PER_MS = 48  # 48 kHz
 KEYFRAME_REQUEST_INTERVAL_S = 0.5
+DRIFT_DEADBAND_SAMPLES = 5 * SAMPLES_PER_MS
 MAX_HELD_PICTURES = 30  # pictures waiting for their turn (the video delay): a second at 30 fps
 Codec = Literal["opus", "vp8", "h264"]
 DECODE_ERRORS = (av.error.FFmpegError, ValueError)
@@ -109,6 +110,7 @@ class Source:
     keyframe_requests: int = 0
     underruns: int = 0
     dropped_samples: int = 0
+    resampled_ms: float = 0.0  # played faster or slower than it came, to follow the sender's clock
 
     def reset(self, wanted: bool) -> None:
         """Start over: no decoder, nothing queued, no picture; the next video frame must be a keyframe."""
@@ -139,6 +141,7 @@ class Source:
             "playing": self.playing,
             "underruns": self.underruns,
             "dropped_ms": self.dropped_samples / SAMPLES_PER_MS,
+            "resampled_ms": round(self.resampled_ms, 1),
             "queued_ms": self.queue.size / SAMPLES_PER_MS,
         }
 
@@ -252,12 +255,29 @@ class Sources:
                     if source.queue.size == 0 or source.queue.size < self._jitter_samples:
                         continue
                     source.playing = True
-                chunk = source.queue.pop(samples)
-                total[: len(chunk)] += chunk
-                if len(chunk) < samples:  # the rest is silence; wait for a full jitter buffer again
+                take = samples + self._clock_correction(source.queue.size - self._jitter_samples, samples)
+                chunk = source.queue.pop(take)
+                if len(chunk) < take:  # the rest is silence; wait for a full jitter buffer again
+                    total[: len(chunk)] += chunk[:samples]
                     source.underruns += 1
                     source.playing = False
+                elif take != samples:  # play `take` samples in `samples`' time: the sender's clock, followed
+                    source.resampled_ms += abs(take - samples) / SAMPLES_PER_MS
+                    positions = np.linspace(0, take - 1, samples)
+                    total += np.interp(positions, np.arange(take), chunk).astype(np.int32)
+                else:
+                    total += chunk
         return np.clip(total, -32768, 32767).astype(np.int16)
+
+    @staticmethod
+    def _clock_correction(excess: int, samples: int) -> int:
+        """How many samples more (or fewer) than ``samples`` to take from a queue that is ``excess``
+        samples above (below) its target: at most 2 % (a third of a semitone, while it lasts), and
+        nothing within 5 ms of the target. Browsers' audio clocks drift by well under 1 %."""
+        if abs(excess) <= DRIFT_DEADBAND_SAMPLES:
+            return 0
+        limit = max(1, samples // 50)
+        return max(-limit, min(limit, excess // 50))
 
     def video(self) -> av.VideoFrame | None:
         """The latest picture of the wanted video source, None if none was decoded since it became wanted."""
