@@ -99,6 +99,10 @@ class MediaSettings(BaseModel):
     camera_bitrate: int = Field(500_000, description="Cap fed back (REMB) to each camera publisher, bit/s.")
     screen_bitrate: int = Field(1_500_000, description="Cap fed back to each screen-share publisher, bit/s.")
     rtcp_silence_timeout: float = Field(8.0, description="Seconds without RTP/RTCP before a publisher is gone.")
+    max_videos: int = Field(
+        9, ge=0, le=100, description="Videos forwarded to each member at most (screen shares, the floor, the chair, "
+        "the chamber and the last speakers first); members may ask fewer."
+    )
     reconnect_grace: float = Field(
         20.0, description="Seconds a member whose connection dropped keeps counting as present, to come back."
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,7 @@ class Router(AsyncIOEventEmitter):
         self.totals = RouterTotals()  # counts of closed producers and consumers (metrics)
         self.plain: dict[str, PlainTransport] = {}  # links to local workers (the programme)
         self.injected: dict[str, Producer] = {}  # media a worker sends back: consumed by viewers only
+        self.video_choice: dict[str, frozenset[str]] = {}  # recv transport -> the only video producers it gets
 
     # ------------------------------------------------------------------ transports
 
@@ -129,6 +130,7 @@ class Router(AsyncIOEventEmitter):
     async def close_transport(self, transport_id: str) -> None:
         """Close a transport; its producers and consumers close in cascade."""
         transport = self.transports.pop(transport_id, None)
+        self.video_choice.pop(transport_id, None)
         if transport is None:
             return
         if isinstance(transport, SendTransport):
@@ -230,7 +232,7 @@ class Router(AsyncIOEventEmitter):
             slot = transport.add_slot(producer.kind)
         consumer = Consumer(f"{transport_id}-c{next(self._ids)}", producer, slot, transport.send)
         consumer.on_close.append(self.totals.retire_consumer)
-        consumer.paused = transport.paused
+        consumer.paused = self._held_back(transport, consumer)
         if transport.connected and consumer.writer is not None and producer.kind == "video":
             producer.request_keyframe()  # otherwise asked for when the leg connects: sooner is wasted
         return added
@@ -245,9 +247,40 @@ class Router(AsyncIOEventEmitter):
         """Stop (or resume) forwarding anything to one subscriber (e.g. the public in a closed session)."""
         transport = self._recv_transport(transport_id)
         transport.paused = paused
+        self._apply_pauses(transport)
+
+    def select_videos(self, transport_id: str, producer_ids: Iterable[str] | None) -> None:
+        """Forward to this subscriber only these video producers (None: every one). The others'
+        slots stay negotiated and send nothing; a video chosen again starts on a keyframe."""
+        transport = self._recv_transport(transport_id)
+        if producer_ids is None:
+            self.video_choice.pop(transport_id, None)
+        else:
+            self.video_choice[transport_id] = frozenset(producer_ids)
+        self._apply_pauses(transport)
+
+    def forwarded_videos(self, transport_id: str) -> list[str]:
+        """The video producers this subscriber is sent now (consumed and not held back)."""
+        transport = self._recv_transport(transport_id)
+        return [
+            s.consumer.producer.id
+            for s in transport.slots
+            if s.consumer is not None and s.kind == "video" and not s.consumer.paused
+        ]
+
+    def _held_back(self, transport: RecvTransport, consumer: Consumer) -> bool:
+        if transport.paused:
+            return True
+        choice = self.video_choice.get(transport.id)
+        return choice is not None and consumer.producer.kind == "video" and consumer.producer.id not in choice
+
+    def _apply_pauses(self, transport: RecvTransport) -> None:
         for slot in transport.slots:
             consumer = slot.consumer
-            if consumer is not None and consumer.paused != paused:
+            if consumer is None:
+                continue
+            paused = self._held_back(transport, consumer)
+            if consumer.paused != paused:
                 consumer.paused = paused
                 if not paused:
                     consumer.resync()

@@ -85,6 +85,7 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
             journal,
             auto_enrol=not spec.members,
             reconnect_grace=hub.settings.media.reconnect_grace,
+            max_videos=hub.settings.media.max_videos,
         )
         hub.sittings[spec.id] = sitting
         hub.programmes[spec.id] = Programme(sitting, hub.settings)

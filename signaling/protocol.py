@@ -62,6 +62,14 @@ class SetSourceMuted(_Message):
     muted: bool
 
 
+class ReceiveVideos(_Message):
+    """How many videos the member wants at most (a small screen, a weak connection; 0: none).
+    The server's ``media.max_videos`` still caps it; the answer is a :class:`VideoSelection`."""
+
+    type: Literal["receive_videos"]
+    max: int = Field(ge=0, le=100)
+
+
 class SubscribeAnswer(_Message):
     """The answer to a :class:`SubscribeOffer`, carrying back its ``revision``."""
 
@@ -75,7 +83,7 @@ class Leave(_Message):
 
 
 ClientMessage = Annotated[
-    Hello | Publish | Unpublish | SetSourceMuted | SubscribeAnswer | Leave | SittingCommand,
+    Hello | Publish | Unpublish | SetSourceMuted | ReceiveVideos | SubscribeAnswer | Leave | SittingCommand,
     Field(discriminator="type"),
 ]
 ClientMessageAdapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -160,6 +168,21 @@ class SubscribeOffer(_Message):
     slots: list[Slot]
 
 
+class VideoRef(_Message):
+    participant_id: str
+    source: Source
+
+
+class VideoSelection(_Message):
+    """The videos the server forwards to you now: at most ``limit``, chosen for the sitting (screen
+    shares, the floor, the chair, the chamber, the last speakers). Other cameras that are on reach
+    you as their slot but send nothing: show their name instead of a frozen picture."""
+
+    type: Literal["video_selection"] = "video_selection"
+    limit: int
+    videos: list[VideoRef]
+
+
 class ActiveSpeaker(_Message):
     type: Literal["active_speaker"] = "active_speaker"
     participant_id: str | None
@@ -199,6 +222,7 @@ ServerMessage = Annotated[
     | ParticipantLeft
     | PublishAnswer
     | SubscribeOffer
+    | VideoSelection
     | ActiveSpeaker
     | SittingState
     | WaitingRoom

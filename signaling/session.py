@@ -194,6 +194,8 @@ class Session:
             refusal = await sitting.set_muted(seat, message.source, message.muted)
             if refusal:
                 self.error("forbidden", refusal)
+        elif isinstance(message, p.ReceiveVideos):
+            sitting.set_video_limit(seat, message.max)
         elif isinstance(message, p.SubscribeAnswer):
             await router.subscribe_answer(self.recv_transport_id, message.revision, message.sdp)
             self._negotiating = False

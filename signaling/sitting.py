@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from sfu.router import ProducerInfo, Router
 
 from . import protocol as p
-from . import rules
+from . import rules, video_selection
 from .assembly import Actor, Admit, Decision, Disconnect, Event, Refused, Warn
 from .moderation import self_unmute_refusal
 from .protocol_sitting import Notice, SittingCommand
@@ -59,6 +59,8 @@ class Seat:
     paused: dict[str, bool] = field(default_factory=dict)  # what the SFU was last told
     was_in: bool = False  # entered the sitting once: a lock does not send them back to the waiting room
     loss_timer: asyncio.TimerHandle | None = None  # a lost connection, recorded only if not back in time
+    video_limit: int | None = None  # videos the member asked to receive at most (None: the server's limit)
+    videos_told: tuple[tuple[str, str], ...] | None = None  # the last video selection sent to the member
 
 
 class Sitting:
@@ -71,6 +73,7 @@ class Sitting:
         journal: EventLog,
         auto_enrol: bool,
         reconnect_grace: float = 0.0,
+        max_videos: int = 9,
     ) -> None:
         self.id = sitting_id
         self.title = title
@@ -82,6 +85,9 @@ class Sitting:
         self._tasks: set[asyncio.Task[None]] = set()
         self.seats: dict[str, Seat] = {}
         self.active_speaker: str | None = None  # seat id, by audio level
+        self.max_videos = max_videos  # videos forwarded to each member at most (signaling.video_selection)
+        self.recent_speakers: list[str] = []  # seat ids, the last to speak first
+        self._speaker_settling: asyncio.TimerHandle | None = None
         # Told of every change: recorded events, or [] for media changes (the programme follows them).
         self.watchers: list[Callable[[list[Event]], None]] = []
         router.on("producer_added", self._on_producer_added)
@@ -189,7 +195,35 @@ class Sitting:
                     seat.paused[source] = want
                     self.router.set_paused(seat.id, source, want)
                     self.broadcast(p.ParticipantUpdated(participant=self.participant(seat)))
+        self.sync_videos()
         self._notify([])
+
+    def sync_videos(self) -> None:
+        """Tell the SFU which videos each member receives (at most their limit, the most useful
+        first: :mod:`signaling.video_selection`), and tell each member when their selection changes."""
+        candidates = [
+            video_selection.Candidate(info.id, info.owner, info.source, seat.role)
+            for info in self.router.list_producers()
+            if info.kind == "video" and not info.paused and (seat := self.seats.get(info.owner)) is not None
+        ]
+        ranked = video_selection.rank(candidates, floor=self.state.floor, recent_speakers=self.recent_speakers)
+        for seat in self.seats.values():
+            session = seat.session
+            if session is None or not session.media_ready or not self.router.has_transport(session.recv_transport_id):
+                continue
+            limit = self.max_videos if seat.video_limit is None else min(seat.video_limit, self.max_videos)
+            chosen = video_selection.select(ranked, seat.id, limit)
+            self.router.select_videos(session.recv_transport_id, [c.producer_id for c in chosen])
+            told = tuple(sorted((c.owner, c.source) for c in chosen))
+            if told != seat.videos_told:
+                seat.videos_told = told
+                videos = [p.VideoRef(participant_id=owner, source=source) for owner, source in told]  # type: ignore[arg-type]
+                session.send(p.VideoSelection(limit=limit, videos=videos))
+
+    def set_video_limit(self, seat: Seat, limit: int) -> None:
+        """The member asks to receive at most ``limit`` videos (a small screen, a weak connection)."""
+        seat.video_limit = limit
+        self.sync_videos()
 
     # ------------------------------------------------------------------ membership
 
@@ -239,6 +273,7 @@ class Sitting:
         seat.session = None
         seat.published.clear()
         seat.paused.clear()
+        seat.videos_told = None
         await self.router.close_transport(session.send_transport_id)
         await self.router.close_transport(session.recv_transport_id)
         self.broadcast(p.ParticipantLeft(participant_id=seat.id))
@@ -285,6 +320,7 @@ class Sitting:
             if session is not None and seat.id != info.owner and session.media_ready:
                 self.router.consume(session.recv_transport_id, info.id)
                 session.renegotiate()
+        self.sync_videos()
         self._notify([])
 
     def _on_producer_closed(self, info: ProducerInfo) -> None:
@@ -296,12 +332,25 @@ class Sitting:
         for seat in self.seats.values():
             if seat.session is not None and seat.id != info.owner and seat.session.media_ready:
                 seat.session.renegotiate()
+        self.sync_videos()
         self._notify([])
 
     def _on_active_speaker(self, owner: str | None) -> None:
         self.active_speaker = owner
+        if self._speaker_settling is not None:
+            self._speaker_settling.cancel()
+            self._speaker_settling = None
+        if owner is not None:  # reorder the videos only for a speaker who goes on speaking
+            settle = video_selection.SPEAKER_SETTLE_S
+            self._speaker_settling = asyncio.get_running_loop().call_later(settle, self._speaker_settled, owner)
         self.broadcast(p.ActiveSpeaker(participant_id=owner))
         self._notify([])
+
+    def _speaker_settled(self, owner: str) -> None:
+        self._speaker_settling = None
+        if self.active_speaker == owner:
+            video_selection.spoke(self.recent_speakers, owner)
+            self.sync_videos()
 
     def _on_transport_failed(self, transport_id: str) -> None:
         for session in self.sessions():

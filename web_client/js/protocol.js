@@ -46,6 +46,8 @@ export function defaultSignalingUrl(loc = globalThis.location) {
   return `${scheme}//${loc.host}/ws`;
 }
 
+const MAX_VIDEOS_ASKED = 100; // "as many as the server sends": the server caps it at media.max_videos
+
 export class HemicycleConnection extends EventTarget {
   /**
    * @param {object} options
@@ -141,6 +143,12 @@ export class HemicycleConnection extends EventTarget {
     }));
     ws.addEventListener("close", mine((event) => this._onSocketClose(event)));
     return ws;
+  }
+
+  /** Receive at most `max` videos (null: as many as the server sends, `media.max_videos`). */
+  setVideoLimit(max) {
+    this.videoLimit = max;
+    if (this.joined) this._send({ type: "receive_videos", max: max ?? MAX_VIDEOS_ASKED });
   }
 
   /** Mute/unmute the microphone or turn the camera off/on (the track stays published). */
@@ -406,6 +414,7 @@ export class HemicycleConnection extends EventTarget {
       this.waiting = false;
       const detail = { me: this.me, sitting: this.sitting, participants: [...this.participants.values()], again };
       this._emit("welcome", detail);
+      if (this.videoLimit != null) this._send({ type: "receive_videos", max: this.videoLimit });
       this._applyServerMutes();
       this._emitParticipants();
       this._ready?.resolve(detail);
@@ -443,6 +452,13 @@ export class HemicycleConnection extends EventTarget {
       this._subscribeQueue
         .run(() => this._answerSubscribe(message, gen))
         .catch((error) => this._localError("subscribe_failed", error, gen));
+    },
+    video_selection(message) {
+      this.videoSelection = {
+        limit: message.limit,
+        videos: new Set((message.videos || []).map((v) => `${v.participant_id}|${v.source}`)),
+      };
+      this._emit("videoselection", { selection: this.videoSelection });
     },
     active_speaker(message) {
       this.activeSpeakerId = message.participant_id ?? null;

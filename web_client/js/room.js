@@ -36,6 +36,7 @@ export class RoomView {
       camera: $("camera-button"),
       screen: $("screen-button"),
       leave: $("leave-button"),
+      videoLimit: $("video-limit"),
     };
     this.announce = announce;
     this.mayUnmute = mayUnmute; // false while the chair's mute holds (self-unmute forbidden)
@@ -49,6 +50,10 @@ export class RoomView {
     this.el.camera.addEventListener("click", () => this._toggleCamera());
     this.el.screen.addEventListener("click", () => this._toggleScreen());
     this.el.leave.addEventListener("click", () => this.connection?.leave());
+    this.el.videoLimit?.addEventListener("change", () => {
+      const value = this.el.videoLimit.value;
+      this.connection?.setVideoLimit(value === "" ? null : Number(value));
+    });
     doc.addEventListener("hemicycle:langchange", () => {
       this.tiles.relabel();
       this._renderList();
@@ -87,6 +92,7 @@ export class RoomView {
       if (detail.participantId !== connection.me?.id) this.tiles.addTrack(detail);
     });
     on("trackremoved", (detail) => this.tiles.removeTrack(detail));
+    on("videoselection", ({ selection }) => this.tiles.setVideoSelection(selection));
     on("activespeaker", ({ participantId }) => {
       this.tiles.setActiveSpeaker(participantId);
       this._renderList();

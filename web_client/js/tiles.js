@@ -30,6 +30,7 @@ export class TileGrid {
     this.people = new Map(); // remote id -> ParticipantInfo
     this.videoStreams = new Map(); // "id|source" -> MediaStream
     this.activeSpeakerId = null;
+    this.forwarded = null; // Set of "id|source" the server sends (video_selection); null: all
     this.me = null;
     this.self = { camera: null, screen: null, cameraOff: false, micMuted: false };
     this.blockedAudio = new Set();
@@ -87,6 +88,15 @@ export class TileGrid {
     else this._renderTile(this.people.get(participantId), source);
   }
 
+  /** The videos the server forwards now: the others show the member's initials, not a frozen picture. */
+  setVideoSelection(selection) {
+    this.forwarded = selection ? selection.videos : null;
+    for (const info of this.people.values()) {
+      if (!this._hasTile(info)) continue;
+      for (const source of ["camera", "screen"]) if (this._find(info.id, source, false)) this._renderTile(info, source);
+    }
+  }
+
   setActiveSpeaker(participantId) {
     this.activeSpeakerId = participantId;
     for (const fig of this.grid.querySelectorAll("figure.tile")) {
@@ -128,6 +138,7 @@ export class TileGrid {
       name: this.people.get(fig.dataset.participantId)?.name ?? "",
       source: fig.dataset.source,
       video: fig.dataset.video === "on",
+      held: fig.dataset.held === "true",
     }));
   }
 
@@ -166,7 +177,7 @@ export class TileGrid {
     caption.innerHTML =
       '<span class="tile-name"></span><span class="tile-badges">' +
       '<span class="badge badge-muted" hidden><span class="badge-icon icon-mic-off" aria-hidden="true"></span><span class="badge-text"></span></span>' +
-      '<span class="badge badge-speaking" hidden></span></span>';
+      '<span class="badge badge-speaking" hidden></span><span class="badge badge-held" hidden></span></span>';
     fig.append(media, caption);
     this.grid.append(fig);
     return fig;
@@ -213,7 +224,13 @@ export class TileGrid {
     const fig = this._ensureTile(info.id, source, false);
     const stream = this.videoStreams.get(key(info.id, source)) || null;
     const published = sourceState(info, source);
-    const visible = source === "screen" || (!!published && !published.muted);
+    const on = source === "screen" || (!!published && !published.muted);
+    const held = on && !!this.forwarded && !this.forwarded.has(key(info.id, source));
+    const visible = on && !held;
+    fig.dataset.held = held ? "true" : "false";
+    const heldBadge = fig.querySelector(".badge-held");
+    heldBadge.hidden = !held;
+    heldBadge.textContent = t("room.videoHeld");
     const sourceName = t(`source.${source}`);
     const label = t("room.videoOf", { name: info.name, source: sourceName });
     this._setVideo(fig, stream, visible, label);
