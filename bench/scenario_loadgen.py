@@ -2,7 +2,9 @@
 
 ``python -m bench.scenario_loadgen --url URL --scenario sitting|stress|broadcast [--secret-file F] ...``
 (started by ``bench.scenario``). Member 0 is the chair; members ``0..speakers-1`` speak;
-members ``0..videos-1`` keep their camera on, the others turn it off (``set_muted``);
+members ``0..cameras-1`` keep their camera on (all by default), the others turn it off (``set_muted``);
+each member receives the videos the server selects for it (``video_selection``: at most the server's
+``media.max_videos``, which ``bench.scenario --videos`` sets);
 members ``1..decoders`` decode the chair's camera (if it is on). stdin commands, one JSON answer each:
 
 * ``grow N TIMEOUT`` → ``GROWN``: members up to N, until each receives every camera it should;
@@ -92,11 +94,13 @@ class LoadGenerator:
         return index < self.args.speakers
 
     def camera_on(self, index: int) -> bool:
-        return self.args.videos < 0 or index < self.args.videos
+        return self.args.cameras < 0 or index < self.args.cameras
 
-    def forwarded(self, index: int, kind: str) -> bool:
-        """Must the SFU forward this member's stream to the others?"""
+    def forwarded(self, index: int, kind: str, receiver: SyntheticMember | None = None) -> bool:
+        """Must the SFU forward this member's stream (to ``receiver``, or to anyone)?"""
         if kind == "video":
+            if receiver is not None and receiver.videos_selected is not None:
+                return self.camera_on(index) and self.members[index].id in receiver.videos_selected
             return self.camera_on(index)
         return self.speaks(index) or self.args.scenario != "sitting"
 
@@ -131,7 +135,7 @@ class LoadGenerator:
         got = member.received_by_source()
         return sum(
             1 for other in self.members
-            if other is not member and other.video is not None and self.camera_on(other.index)
+            if other is not member and other.video is not None and self.forwarded(other.index, "video", member)
             and got.get((other.id, "video"), 0) == 0
         )  # fmt: skip
 
@@ -227,12 +231,13 @@ class LoadGenerator:
         if before is None:
             return result
         index = {m.id: m.index for m in self.members}
+        by_id = {m.id: m for m in self.members}
         for receiver, got in now["received"].items():
             for (owner, kind), sent in now["sent"].items():
                 if owner == receiver:
                     continue
                 delta_sent = sent - before["sent"].get((owner, kind), 0)
-                expected = delta_sent if self.forwarded(index[owner], kind) else 0
+                expected = delta_sent if self.forwarded(index[owner], kind, by_id[receiver]) else 0
                 delta_got = got.get((owner, kind), 0) - before["received"].get(receiver, {}).get((owner, kind), 0)
                 result["pairs"] += 1
                 result["expected"] += expected
@@ -326,7 +331,7 @@ def main() -> None:
     parser.add_argument("--secret-file", help="mint Hemicycle invitations with this key (none: MediaRelay baseline)")
     parser.add_argument("--scenario", choices=["sitting", "stress", "broadcast"], default="sitting")
     parser.add_argument("--speakers", type=int, default=3)
-    parser.add_argument("--videos", type=int, default=9, help="cameras on (-1: all)")
+    parser.add_argument("--cameras", type=int, default=-1, help="cameras on (-1: all)")
     parser.add_argument("--silence", choices=["frames", "dtx"], default="frames")
     parser.add_argument("--decoders", type=int, default=2)
     parser.add_argument("--video-bitrate", type=int, default=500_000)

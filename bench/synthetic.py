@@ -99,6 +99,7 @@ class SyntheticMember:
         self.pacer = pacer
         self.latency = latency
         self.decode = decode
+        self.videos_selected: set[str] | None = None  # None: every camera (no video_selection: the baseline)
         self.decode_from: list[str] = []  # decoders: participant ids whose camera to decode
         self.id: str | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -143,6 +144,8 @@ class SyntheticMember:
             elif kind == "subscribe_offer":
                 async with self._offers:
                     await self._on_offer(data)
+            elif kind == "video_selection":  # the videos the server forwards to this member
+                self.videos_selected = {v["participant_id"] for v in data["videos"]}
             elif kind == "sitting_state":
                 self.forced_muted = set(data.get("forced_muted", []))
             elif kind == "error":

@@ -63,7 +63,7 @@ def check_hemicycle(row: dict[str, Any], video_streams: int, audio_streams: int,
     # What arrived is what the plan forwards, and what the SFU itself says it sent.
     assert row["forwarded_streams"] == video_streams + audio_streams
     assert 0.9 * audio_pps < row["received_audio_pps"] < 1.1 * audio_pps
-    assert 0.95 < row["receivers_vs_server"] < 1.05
+    assert 0.9 < row["receivers_vs_server"] < 1.1  # rates read one after the other over a 5 s window
     assert 0 < row["latency_p50_ms"] <= row["latency_p99_ms"] <= row["latency_max_ms"] < 1000
     assert row["latency_samples"] > 50
     assert row["counter_skips"] <= 1  # the decoders saw consecutive frame numbers
@@ -81,6 +81,13 @@ def test_sitting_tiny_run(tmp_path: Path) -> None:
     assert baseline["forwarded_streams"] == 3
     if (tmp_path / "tiny.png").exists():
         assert (tmp_path / "tiny.png").stat().st_size > 1000
+
+
+def test_sitting_tiny_run_with_a_video_limit(tmp_path: Path) -> None:
+    doc = run_scenario(tmp_path, "sitting", "--n", "3", "--speakers", "1", "--videos", "1", "--no-baseline")
+    (row,) = doc["results"]
+    # each of the 3 members receives 1 of the 2 other cameras (the server's choice); the chair's microphone
+    check_hemicycle(row, 3, 2, 50.0 * 2)
 
 
 def test_stress_tiny_run(tmp_path: Path) -> None:
