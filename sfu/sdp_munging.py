@@ -1,7 +1,10 @@
 """Fixes to the SDP answers aiortc writes, as text (aiortc has no hooks for these).
 
 aiortc's answer to a browser carries no Opus ``a=fmtp`` (so the browser turns
-in-band FEC off) and no ``ccm fir`` (the SFU does handle FIR). Both are added here.
+in-band FEC off) and no ``ccm fir`` (the SFU does handle FIR). Both are added here,
+and ``usedtx=1`` (``media.opus_dtx``): the answer's fmtp is the receiver's wish,
+which the publishing browser applies to its Opus encoder, so a silent microphone
+sends one comfort-noise frame every 400 ms instead of 50 packets a second.
 """
 
 from __future__ import annotations
@@ -10,6 +13,15 @@ import ipaddress
 import re
 
 OPUS_FMTP = "minptime=10;useinbandfec=1"
+OPUS_DTX = "usedtx=1"
+
+_opus_dtx = True
+
+
+def set_opus_dtx(enabled: bool) -> None:
+    """At start-up: whether the answers to publishers ask for Opus DTX (``media.opus_dtx``)."""
+    global _opus_dtx
+    _opus_dtx = enabled
 
 
 def improve_answer(sdp: str, bitrate_caps: dict[str, int] | None = None) -> str:
@@ -40,14 +52,22 @@ def _fix_section(section: list[str]) -> list[str]:
             fmtp = f"a=fmtp:{pt} "
             existing = [i for i, line in enumerate(result) if line.startswith(fmtp)]
             if existing:
-                params = result[existing[0]][len(fmtp):]
-                if "useinbandfec" not in params:
-                    result[existing[0]] = fmtp + params + ";useinbandfec=1"
+                result[existing[0]] = fmtp + _opus_params(result[existing[0]][len(fmtp) :])
             else:
-                result.append(fmtp + OPUS_FMTP)
+                result.append(fmtp + _opus_params(OPUS_FMTP))
         elif f"a=rtcp-fb:{pt} ccm fir" not in text:
             result.append(f"a=rtcp-fb:{pt} ccm fir")
     return result
+
+
+def _opus_params(params: str) -> str:
+    """Opus fmtp parameters with in-band FEC and, if enabled, DTX: an explicit choice is kept."""
+    names = {p.split("=", 1)[0].strip().lower() for p in params.split(";")}
+    if "useinbandfec" not in names:
+        params += ";useinbandfec=1"
+    if _opus_dtx and "usedtx" not in names:
+        params += ";" + OPUS_DTX
+    return params
 
 
 UNSPECIFIED = {"0.0.0.0", "::"}

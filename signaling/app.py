@@ -69,6 +69,7 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
     elif ice_settings.udp_port is not None:
         await aiortc_glue.share_udp_port(ice_settings.udp_port, ice_settings.host_addresses)
     sdp_munging.set_announced_address(ice_settings.announced_address)
+    sdp_munging.set_opus_dtx(hub.settings.media.opus_dtx)
     caps = {"camera": hub.settings.media.camera_bitrate, "screen": hub.settings.media.screen_bitrate}
     ice = [s.model_dump(exclude_none=True) for s in hub.settings.ice.servers]
     data_dir = hub.settings.data_dir
@@ -102,6 +103,7 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
     await journal.aclose()
     aiortc_glue.allow_any_udp_port()  # a range or the shared port: also closes the shared sockets
     sdp_munging.set_announced_address(None)
+    sdp_munging.set_opus_dtx(True)
 
 
 def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -35,6 +35,30 @@ def parse_rtp(data: bytes) -> RtpView:
     return read_packet(data, 0, 0)  # 0: no extension of interest
 
 
+OPUS_FRAME_SAMPLES = (
+    (480, 960, 1920, 2880),  # configs 0-11, SILK: 10, 20, 40, 60 ms
+    (480, 960),  # configs 12-15, hybrid: 10, 20 ms
+    (120, 240, 480, 960),  # configs 16-31, CELT: 2.5, 5, 10, 20 ms
+)
+
+
+def opus_samples(payload: bytes) -> int:
+    """How many 48 kHz samples one Opus packet codes, from its TOC byte (RFC 6716 section 3.1): what
+    its RTP timestamp advances by. A DTX packet (the TOC alone) counts its frame. ValueError if malformed."""
+    if not payload:
+        raise ValueError("empty Opus packet")
+    config, code = payload[0] >> 3, payload[0] & 3
+    sizes = OPUS_FRAME_SAMPLES[0 if config < 12 else 1 if config < 16 else 2]
+    frame = sizes[config % len(sizes)]
+    if code == 0:
+        return frame
+    if code in (1, 2):
+        return 2 * frame
+    if len(payload) < 2:
+        raise ValueError("Opus code 3 packet without its frame count")
+    return frame * (payload[1] & 0x3F)
+
+
 @dataclass(slots=True)
 class SequenceTracker:
     """Counts lost packets from the 16-bit sequence numbers, and tells late or repeated ones apart."""
@@ -64,6 +88,37 @@ class SequenceTracker:
 
     def reset(self) -> None:
         self.expected = None
+
+
+@dataclass(slots=True)
+class DtxTracker:
+    """Tells Opus DTX silences from the RTP timestamps: a packet whose timestamp is further on than its
+    lost predecessors account for comes after a silence the sender did not send (sequence numbers
+    stay contiguous across one). A browser's packet of the TOC byte alone says DTX begins."""
+
+    next_timestamp: int | None = None  # what follows the last packet's samples
+    samples: int = 0  # the last packet's
+    silent: bool = False  # the sender is in DTX: its last packet came after a silence, or was a TOC alone
+    gaps: int = 0
+
+    def advance(self, timestamp: int, missing: int, payload: bytes) -> bool:
+        """Take one packet (``missing``: how many were lost just before it): True if a silence came
+        before it. ValueError if the payload is not an Opus packet."""
+        self.samples = opus_samples(payload)
+        silence = 0
+        if self.next_timestamp is not None:
+            ahead = (timestamp - self.next_timestamp) & 0xFFFFFFFF
+            if ahead < 0x80000000:  # else from before the last packet: nothing to follow
+                silence = ahead - missing * self.samples
+        self.next_timestamp = (timestamp + self.samples) & 0xFFFFFFFF
+        after_silence = silence >= self.samples
+        self.gaps += after_silence
+        self.silent = after_silence or len(payload) <= 2
+        return after_silence
+
+    def reset(self) -> None:
+        self.next_timestamp = None
+        self.silent = False
 
 
 @dataclass(frozen=True, slots=True)

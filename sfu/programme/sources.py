@@ -3,6 +3,9 @@
 Audio sources each keep a FIFO of mono 48 kHz PCM; ``mix`` plays them out on
 the programme's wall clock with a small jitter buffer, trimming a queue that
 grows (the sender's clock runs faster than ours) so latency stays bounded.
+Opus DTX (a silent microphone sends a packet per 400 ms, the timestamp jumping)
+is silence, not loss nor a slow clock: the packet after a jump starts a talkspurt,
+one jitter buffer behind, and the queue running dry before it is no underrun.
 Only the wanted video source is decoded, from its first keyframe on: VP8 from
 members' browsers, H.264 from a WHIP encoder (the chamber's OBS).
 
@@ -31,6 +34,7 @@ from sfu.programme.depacketize import (
     DecodeJob,
     DecodeOutcome,
     Decoder,
+    DtxTracker,
     EncodedFrame,
     H264Assembler,
     Pcm,
@@ -111,6 +115,8 @@ class Source:
     underruns: int = 0
     dropped_samples: int = 0
     resampled_ms: float = 0.0  # played faster or slower than it came, to follow the sender's clock
+    dtx: DtxTracker = field(default_factory=DtxTracker)  # audio
+    fed: bool = False  # audio: a packet came since the last mix
 
     def reset(self, wanted: bool) -> None:
         """Start over: no decoder, nothing queued, no picture; the next video frame must be a keyframe."""
@@ -121,6 +127,8 @@ class Source:
         self.assembler.reset()
         self.queue.clear()
         self.playing = False
+        self.dtx.reset()
+        self.fed = False
         self.latest = None
         self.pictures.clear()
 
@@ -142,6 +150,7 @@ class Source:
             "underruns": self.underruns,
             "dropped_ms": self.dropped_samples / SAMPLES_PER_MS,
             "resampled_ms": round(self.resampled_ms, 1),
+            "dtx_gaps": self.dtx.gaps,
             "queued_ms": self.queue.size / SAMPLES_PER_MS,
         }
 
@@ -255,11 +264,15 @@ class Sources:
                     if source.queue.size == 0 or source.queue.size < self._jitter_samples:
                         continue
                     source.playing = True
-                take = samples + self._clock_correction(source.queue.size - self._jitter_samples, samples)
+                excess = source.queue.size - self._jitter_samples
+                if excess < 0 and (source.dtx.silent or not source.fed):
+                    excess = 0  # draining because nothing was sent (DTX) or yet came: no clock to follow
+                source.fed = False
+                take = samples + self._clock_correction(excess, samples)
                 chunk = source.queue.pop(take)
                 if len(chunk) < take:  # the rest is silence; wait for a full jitter buffer again
                     total[: len(chunk)] += chunk[:samples]
-                    source.underruns += 1
+                    source.underruns += not source.dtx.silent
                     source.playing = False
                 elif take != samples:  # play `take` samples in `samples`' time: the sender's clock, followed
                     source.resampled_ms += abs(take - samples) / SAMPLES_PER_MS
@@ -320,11 +333,20 @@ class Sources:
         """What to decode for one audio packet, or None to drop it (not wanted, late, empty)."""
         if not source.wanted:
             return None
-        if source.sequence.advance(packet.sequence) is None:
+        missing = source.sequence.advance(packet.sequence)
+        if missing is None:
             source.late += 1
             return None
         if not payload:  # an empty packet would put the decoder in draining mode
             return None
+        try:
+            after_silence = source.dtx.advance(packet.timestamp, missing, payload)
+        except ValueError:
+            source.malformed += 1
+            return None
+        source.fed = True
+        if after_silence:  # it plays a jitter buffer after it came, as in a steady stream: silence before it
+            source.queue.push(np.zeros(max(0, self._jitter_samples - source.dtx.samples - source.queue.size), np.int16))
         if source.decoder is None:
             source.decoder = av.CodecContext.create("opus", "r")
         return source.decoder, payload, packet.timestamp, OPUS_TIME_BASE

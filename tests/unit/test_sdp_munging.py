@@ -1,4 +1,5 @@
-"""sfu/sdp_munging.py: Opus in-band FEC and VP8 ``ccm fir`` added to aiortc's answers, nothing else touched."""
+"""sfu/sdp_munging.py: Opus in-band FEC (and DTX, on by default: tests/test_opus_dtx_sdp.py) and VP8 ``ccm fir``
+added to aiortc's answers, nothing else touched."""
 
 from __future__ import annotations
 
@@ -72,17 +73,18 @@ def parse(text: str) -> SessionDescription:
 def test_adds_opus_fmtp_and_vp8_ccm_fir() -> None:
     out = improve_answer(sdp(SESSION, AUDIO, VIDEO))
     lines = out.split("\r\n")
-    assert lines.count("a=fmtp:111 minptime=10;useinbandfec=1") == 1
+    assert lines.count("a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1") == 1
     assert lines.count("a=rtcp-fb:96 ccm fir") == 1
     audio_end = lines.index("m=video 9 UDP/TLS/RTP/SAVPF 96 97")
-    assert lines.index("a=fmtp:111 minptime=10;useinbandfec=1") < audio_end < lines.index("a=rtcp-fb:96 ccm fir")
+    fmtp = lines.index("a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1")
+    assert fmtp < audio_end < lines.index("a=rtcp-fb:96 ccm fir")
     assert not any(line.startswith(("a=fmtp:0", "a=fmtp:8", "a=rtcp-fb:97")) for line in lines)
 
 
 def test_other_lines_untouched_and_in_order() -> None:
     original = sdp(SESSION, AUDIO, VIDEO)
     out = improve_answer(original)
-    added = {"a=fmtp:111 minptime=10;useinbandfec=1", "a=rtcp-fb:96 ccm fir"}
+    added = {"a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1", "a=rtcp-fb:96 ccm fir"}
     assert [line for line in out.split("\r\n") if line not in added] == original.split("\r\n")
     assert out.endswith("\r\n") and "\n" not in out.replace("\r\n", "")
 
@@ -92,7 +94,7 @@ def test_output_parses_with_aiortc() -> None:
     audio, video = desc.media
     opus = next(c for c in audio.rtp.codecs if c.name == "opus")
     assert opus.payloadType == 111
-    assert opus.parameters == {"minptime": 10, "useinbandfec": 1}
+    assert opus.parameters == {"minptime": 10, "useinbandfec": 1, "usedtx": "1"}  # aiortc: text
     vp8 = next(c for c in video.rtp.codecs if c.name == "VP8")
     assert RTCRtcpFeedback(type="ccm", parameter="fir") in vp8.rtcpFeedback
     assert RTCRtcpFeedback(type="nack", parameter="pli") in vp8.rtcpFeedback
@@ -106,16 +108,16 @@ def test_output_parses_with_aiortc() -> None:
 def test_existing_opus_fmtp_gets_useinbandfec_appended() -> None:
     audio = [*AUDIO, "a=fmtp:111 minptime=10;stereo=1"]
     out = improve_answer(sdp(SESSION, audio))
-    assert "a=fmtp:111 minptime=10;stereo=1;useinbandfec=1\r\n" in out
+    assert "a=fmtp:111 minptime=10;stereo=1;useinbandfec=1;usedtx=1\r\n" in out
     assert out.count("a=fmtp:111") == 1
     opus = parse(out).media[0].rtp.codecs[0]
-    assert opus.parameters == {"minptime": 10, "stereo": 1, "useinbandfec": 1}
+    assert opus.parameters == {"minptime": 10, "stereo": 1, "useinbandfec": 1, "usedtx": "1"}  # usedtx: as text
 
 
 def test_explicit_useinbandfec_choice_is_respected() -> None:
     audio = [*AUDIO, "a=fmtp:111 useinbandfec=0"]
     out = improve_answer(sdp(SESSION, audio))
-    assert "a=fmtp:111 useinbandfec=0\r\n" in out and out.count("useinbandfec") == 1
+    assert "a=fmtp:111 useinbandfec=0;usedtx=1\r\n" in out and out.count("useinbandfec") == 1
 
 
 def test_existing_ccm_fir_not_duplicated() -> None:
@@ -130,7 +132,7 @@ def test_idempotent() -> None:
 
 @pytest.mark.parametrize(
     ("rtpmap", "expected"),
-    [("a=rtpmap:109 OPUS/48000/2", "a=fmtp:109 minptime=10;useinbandfec=1"),
+    [("a=rtpmap:109 OPUS/48000/2", "a=fmtp:109 minptime=10;useinbandfec=1;usedtx=1"),
      ("a=rtpmap:120 vp8/90000", "a=rtcp-fb:120 ccm fir")],
 )
 def test_codec_names_case_insensitive_and_any_payload_type(rtpmap: str, expected: str) -> None:
