@@ -20,9 +20,15 @@ import aiortc.rtcpeerconnection
 import pylibsrtp
 from aiortc import MediaStreamTrack, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, RtcpSrPacket
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
+from .rtp import ScratchSink
+from .sdp_lines import MediaLine as MediaLine
+from .sdp_lines import describe_sdp as describe_sdp
 from .udp_mux import SharedUdpPort
 from .udp_ports import HostEndpoint, LoopWithHostEndpoints, PortRange
 
@@ -120,9 +126,7 @@ def keep_codecs(transceiver: RTCRtpTransceiver, keep: Callable[[Any], bool]) -> 
     """Drop negotiated codecs before the answer is created (aiortc has no other hook)."""
     kept = [c for c in transceiver._codecs if keep(c)]
     primary = {c.payloadType for c in kept if c.mimeType.lower() != "video/rtx"}
-    transceiver._codecs = [
-        c for c in kept if c.mimeType.lower() != "video/rtx" or c.parameters.get("apt") in primary
-    ]
+    transceiver._codecs = [c for c in kept if c.mimeType.lower() != "video/rtx" or c.parameters.get("apt") in primary]
 
 
 def negotiated_extensions(transceiver: RTCRtpTransceiver) -> dict[str, int]:
@@ -231,36 +235,101 @@ def set_sender_report(transceiver: RTCRtpTransceiver, ntp: int, rtp_ts: int, pac
     sender._RTCRtpSender__octet_count = octets  # type: ignore[attr-defined]
 
 
-def make_sender(dtls: TappedDtlsTransport, rtcp: bool = False) -> Callable[[bytes], bool]:
-    """A function that protects and sends one plaintext RTP (or RTCP) packet on ``dtls``.
+# One scratch buffer for every leg (the event loop sends one packet at a time): a packet is
+# built in it, protected in place by libsrtp (which appends its tag) and copied out to sendto.
+SCRATCH_CAPACITY = 2048  # largest plaintext packet; a browser's are below 1300 bytes
+_scratch = srtp_ffi.new("unsigned char[]", SCRATCH_CAPACITY + pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN)
+_scratch_bytes = srtp_ffi.buffer(_scratch)
+_scratch_view = memoryview(_scratch_bytes)
+_length = srtp_ffi.new("int *")
+_CONNECTED = DtlsState.CONNECTED  # an enum member read per packet: looked up once
 
-    It goes straight to the nominated ICE pair's socket (no task, no await); it
-    returns False when the transport is not (or no longer) connected.
+
+class SrtpSender(ScratchSink):
+    """Protects packets with a DTLS transport's SRTP keys and sends them on its nominated ICE pair.
+
+    Calls libsrtp directly on the shared scratch buffer (pylibsrtp's ``protect`` allocates and
+    copies twice per packet) and ``sendto``s on the pair's socket: no task, no await. The
+    route (SRTP context, socket, address) is looked up once and kept while the nominated pair
+    and the SRTP session stay the same. Returns False when the transport is not (or no
+    longer) connected; ``drop`` (loss injection in tests) makes it drop a packet yet say it went.
     """
-    loop = asyncio.get_running_loop()
 
-    def send(packet: bytes) -> bool:
-        srtp = dtls._tx_srtp
-        if srtp is None or dtls.state != "connected":
+    buffer = _scratch_view
+    capacity = SCRATCH_CAPACITY
+
+    def __init__(self, dtls: TappedDtlsTransport | None = None, rtcp: bool = False) -> None:
+        self.drop: Callable[[], bool] | None = None
+        self._protect = srtp_lib.srtp_protect_rtcp if rtcp else srtp_lib.srtp_protect
+        self._dtls: TappedDtlsTransport | None = None
+        self._nominated: dict[int, Any] = {}
+        self._pair: Any = None
+        self._session: pylibsrtp.Session | None = None
+        self._context: Any = None
+        self._sendto: Callable[[bytes, Any], object] = _nowhere
+        self._addr: Any = None
+        if dtls is not None:
+            self.attach(dtls)
+
+    def attach(self, dtls: TappedDtlsTransport) -> None:
+        """Send on ``dtls`` from now on (once it is connected)."""
+        self._dtls = dtls
+        self._nominated = dtls.transport._connection._nominated
+        self.reroute()
+
+    def reroute(self) -> None:
+        """Look the route up again before the next packet."""
+        self._pair = self._session = None
+
+    def __call__(self, packet: bytes) -> bool:
+        size = len(packet)
+        if size > SCRATCH_CAPACITY:
             return False
-        try:
-            protected = srtp.protect_rtcp(packet) if rtcp else srtp.protect(packet)
-        except pylibsrtp.Error:
+        _scratch_view[0:size] = packet
+        return self.send_built(size)
+
+    def send_built(self, length: int) -> bool:
+        drop = self.drop
+        if drop is not None and drop():
+            return True  # counted as sent: the loss is on the wire
+        dtls = self._dtls
+        if dtls is None or dtls._state is not _CONNECTED:
             return False
-        pair = dtls.transport._connection._nominated.get(1)
-        if pair is None:
+        pair = self._nominated.get(1)
+        if (pair is not self._pair or dtls._tx_srtp is not self._session) and not self._route(dtls, pair):
+            return False
+        _length[0] = length
+        if self._protect(self._context, _scratch, _length):
+            return False  # a libsrtp error (e.g. the key's packet limit)
+        self._sendto(_scratch_bytes[0 : _length[0]], self._addr)
+        return True
+
+    def _route(self, dtls: TappedDtlsTransport, pair: Any) -> bool:
+        session = dtls._tx_srtp
+        if pair is None or session is None:
             return False
         protocol = pair.protocol
         transport = getattr(protocol, "transport", None)
         if type(protocol) is aioice.ice.StunProtocol and transport is not None:
-            transport.sendto(protected, pair.remote_addr)
+            self._sendto = transport.sendto
         else:  # a TURN allocation: its protocol frames the data itself
-            task = loop.create_task(protocol.send_data(protected, pair.remote_addr))
-            _pending.add(task)
-            task.add_done_callback(_pending.discard)
+
+            def relay(data: bytes, addr: Any) -> None:
+                task = asyncio.get_running_loop().create_task(protocol.send_data(data, addr))
+                _pending.add(task)
+                task.add_done_callback(_pending.discard)
+
+            self._sendto = relay
+        self._context = session._srtp[0]
+        self._session, self._pair, self._addr = session, pair, pair.remote_addr
         return True
 
-    return send
+
+def _nowhere(data: bytes, addr: Any) -> None:
+    pass
+
+
+make_sender = SrtpSender  # make_sender(dtls, rtcp=False)(packet) -> bool: protect and send one packet
 
 
 async def send_rtcp(dtls: TappedDtlsTransport, packet: bytes) -> None:
@@ -268,62 +337,6 @@ async def send_rtcp(dtls: TappedDtlsTransport, packet: bytes) -> None:
         await dtls._send_rtp(packet)
     except ConnectionError:
         pass
-
-
-class MediaLine:
-    """What an SDP m-line says about the RTP it carries (read with aiortc's parser)."""
-
-    def __init__(self, media: Any) -> None:
-        self.mid: str | None = media.rtp.muxId
-        self.kind: str = media.kind
-        self.direction: str | None = media.direction
-        self.codecs: list[tuple[int, str, int, dict[str, Any]]] = [
-            (c.payloadType, c.mimeType.split("/", 1)[1].lower(), c.clockRate, dict(c.parameters))
-            for c in media.rtp.codecs
-        ]
-        self.extensions: dict[str, int] = {e.uri: e.id for e in media.rtp.headerExtensions}
-        ssrcs = [s.ssrc for s in media.ssrc]
-        self.ssrc: int | None = None
-        self.rtx_ssrc: int | None = None
-        for group in media.ssrc_group:
-            if group.semantic == "FID" and len(group.items) == 2:
-                self.ssrc, self.rtx_ssrc = int(group.items[0]), int(group.items[1])
-                break
-        else:
-            if ssrcs:
-                self.ssrc = ssrcs[0]
-        self.candidate_hosts = [c.ip for c in media.ice_candidates]
-        self.secured = bool(
-            media.dtls is not None
-            and media.dtls.fingerprints
-            and media.ice is not None
-            and media.ice.usernameFragment
-            and media.ice.password
-        )
-
-
-def describe_sdp(sdp: str) -> list[MediaLine]:
-    """Parse an SDP; ValueError if it is not one aiortc can read."""
-    from aiortc.sdp import SessionDescription
-
-    try:
-        description = SessionDescription.parse(sdp)
-    except Exception as exc:  # aiortc's parser raises many kinds on garbage
-        raise ValueError(f"unreadable SDP: {exc}") from exc
-    if not description.media:
-        raise ValueError("SDP has no media section")
-    lines = [MediaLine(m) for m in description.media]
-    mids = {m.rtp.muxId for m in description.media}
-    for group in description.group:
-        if group.semantic == "BUNDLE" and any(str(item) not in mids for item in group.items):
-            # aiortc would leave the bundled m-lines without a transport, and fail later
-            raise ValueError("BUNDLE group names an m-line the SDP does not have")
-    for line in lines:
-        if not line.secured:
-            raise ValueError(f"m-line {line.mid}: no DTLS fingerprint or ICE credentials")
-        if any(not 0 <= pt <= 127 for pt, _, _, _ in line.codecs):
-            raise ValueError(f"m-line {line.mid}: payload type out of range")
-    return lines
 
 
 def _shim_aioice_loop(host_endpoint: HostEndpoint) -> None:

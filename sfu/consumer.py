@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .rtp import ExtensionIds, LegWriter, RtpView
-from .vp8 import Vp8Descriptor, rewrite_descriptor
+from .rtp import ExtensionIds, LegWriter, RtpView, ScratchSink
+from .vp8 import Vp8Descriptor, patch_descriptor, rewrite_descriptor
 
 if TYPE_CHECKING:
     from .producer import Producer
@@ -84,15 +84,24 @@ class Slot:
 
 
 class Consumer:
-    """Forwards one producer on one slot, rewriting SSRC, PT, seq, ts and extensions."""
+    """Forwards one producer on one slot, rewriting SSRC, PT, seq, ts and extensions.
+
+    ``send`` takes each packet of the leg; a :class:`~sfu.rtp.ScratchSink` (a subscriber's
+    SRTP sender) gets them built in place in its buffer instead.
+
+    The producer calls only its *active* consumers (not paused, not closed, a writer for its
+    codec): a paused consumer costs nothing per packet. Pause and resume with
+    :meth:`set_paused` (or by setting ``paused``), which keeps the producer's list right.
+    """
 
     def __init__(self, consumer_id: str, producer: Producer, slot: Slot, send: Callable[[bytes], bool]) -> None:
         self.id = consumer_id
         self.producer = producer
         self.slot = slot
         self._send = send
+        self._sink = send if isinstance(send, ScratchSink) else None
         self.closed = False
-        self.paused = False
+        self._paused = False
         self.waiting_sync = True
         self.seq_offset = 0
         self.ts_offset = 0
@@ -124,13 +133,34 @@ class Consumer:
             self.waiting_sync = True  # if the codec comes back, start again on a keyframe
         self.writer = writer
         self.codec_missing = writer is None and self.slot.writer is not None
+        self.producer.refresh_active()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @paused.setter
+    def paused(self, paused: bool) -> None:
+        self.set_paused(paused)
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop (or restart) forwarding on this leg. After a pause, :meth:`resync` before media flows again."""
+        if paused != self._paused:
+            self._paused = paused
+            self.producer.refresh_active()
+
+    @property
+    def active(self) -> bool:
+        """The producer forwards to this consumer (it is not paused, not closed, and has a writer)."""
+        return not self._paused and not self.closed and self.writer is not None
 
     # ------------------------------------------------------------------ forwarding
 
-    def forward(self, view: RtpView, desc: Vp8Descriptor | None, payload: bytes, ast: bytes) -> None:
-        """Send one of the producer's packets on this leg (``payload``: after the RTP header)."""
-        if self.paused:
-            return
+    def forward(self, view: RtpView, desc: Vp8Descriptor | None, payload: bytes, ast: bytes, now: float) -> None:
+        """Send one of the producer's packets on this leg (``payload``: after the RTP header).
+
+        Called by the producer for its active consumers only; ``now`` is ``time.monotonic()``.
+        """
         writer = self.writer
         if writer is None:
             return  # not negotiated yet, or the subscriber cannot decode this codec
@@ -151,17 +181,34 @@ class Consumer:
         seq = (in_seq + self.seq_offset) & 0xFFFF
         self._sent[seq % SENT_RING] = (seq << 16) | in_seq
         ts = (view.timestamp + self.ts_offset) & 0xFFFFFFFF
+        shifted = False
         if desc is not None:
-            if self.picture_id_offset or self.tl0_offset:
-                payload = rewrite_descriptor(payload, desc, self.picture_id_offset, self.tl0_offset)
+            shifted = bool(self.picture_id_offset or self.tl0_offset)
             if desc.picture_id is not None:
                 slot.last_picture_id = (desc.picture_id - self.picture_id_offset) & 0x7FFF
             if desc.tl0picidx is not None:
                 slot.last_tl0 = (desc.tl0picidx - self.tl0_offset) & 0xFF
-        packet = writer.write(view.marker, seq, ts, view.audio_level, view.voice, payload, ast)
-        if self._send(packet):
+        sink = self._sink
+        if sink is not None:  # built in place in the sink's buffer: no bytes per leg
+            buf = sink.buffer
+            at = writer.write_into(buf, view.marker, seq, ts, view.audio_level, view.voice, ast)
+            size = at + len(payload)
+            if size <= sink.capacity:
+                buf[at:size] = payload
+                if shifted and desc is not None:
+                    patch_descriptor(buf, at, desc, self.picture_id_offset, self.tl0_offset)
+                sent = sink.send_built(size)
+            else:
+                sent = False
+        else:
+            if shifted and desc is not None:
+                payload = rewrite_descriptor(payload, desc, self.picture_id_offset, self.tl0_offset)
+            packet = writer.write(view.marker, seq, ts, view.audio_level, view.voice, payload, ast)
+            size = len(packet)
+            sent = self._send(packet)
+        if sent:
             self.packets_out += 1
-            self.bytes_out += len(packet)
+            self.bytes_out += size
         elif self.packets_out == 0:
             self.waiting_sync = True  # the leg is not up yet: start again on a later keyframe
             return
@@ -170,7 +217,7 @@ class Consumer:
         if ((seq - slot.last_seq) & 0xFFFF) < 0x8000:
             slot.last_seq = seq
             slot.last_ts = ts
-            slot.last_time = time.monotonic()
+            slot.last_time = now
         slot.sent_any = True
 
     def _sync(self, view: RtpView, desc: Vp8Descriptor | None) -> None:
@@ -255,6 +302,7 @@ class Consumer:
             return
         self.closed = True
         self.producer.consumers.discard(self)
+        self.producer.refresh_active()
         if self.slot.consumer is self:
             self.slot.consumer = None
         for callback in self.on_close:

@@ -57,6 +57,7 @@ class Producer:
         self.closed = False
         self.paused = False
         self.consumers: set[Consumer] = set()
+        self._active: tuple[Consumer, ...] = ()  # the consumers packets go to (see refresh_active)
         self.mid_ext_id = mid_ext_id
         self.audio_level_ext_id = audio_level_ext_id
         self._send_rtcp = send_rtcp
@@ -90,13 +91,14 @@ class Producer:
             return
         self.packets_in += 1
         self.bytes_in += len(data)
-        self.stats.add(view.sequence, view.timestamp, time.monotonic())
+        now = time.monotonic()
+        self.stats.add(view.sequence, view.timestamp, now)
         if self.nacks is not None:
             missing = self.nacks.add(view.sequence)
             if missing and self.ssrc is not None:
                 self._send_rtcp(rtcp.nack(self.feedback_ssrc, self.ssrc, missing))
         if view.payload_end <= view.payload_offset:
-            for consumer in self.consumers:  # padding only: nothing to forward
+            for consumer in self._active:  # padding only: nothing to forward
                 consumer.skip(view.sequence)
             return
         desc: Vp8Descriptor | None = None
@@ -112,12 +114,18 @@ class Producer:
             return
         if view.audio_level is not None and self.audio_level_listener is not None:
             self.audio_level_listener(self, view.audio_level)
-        if self.consumers:
+        active = self._active
+        if active:
             # once per packet, shared by every consumer
             payload = data[view.payload_offset : view.payload_end]
             ast = rtp.abs_send_time_now()
-            for consumer in self.consumers:
-                consumer.forward(view, desc, payload, ast)
+            for consumer in active:
+                consumer.forward(view, desc, payload, ast, now)
+
+    def refresh_active(self) -> None:
+        """Rebuild the list of consumers packets go to: called by a consumer when it is added,
+        closed, paused, resumed or (re)bound to a writer."""
+        self._active = tuple(c for c in self.consumers if c.active)
 
     def cached(self, seq: int) -> tuple[bytes, RtpView, Vp8Descriptor | None] | None:
         entry = self._cache[seq % CACHE_SIZE]
@@ -176,6 +184,7 @@ class Producer:
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()
+        self._active = ()
         for callback in self.on_close:
             callback(self)
         self.on_close.clear()

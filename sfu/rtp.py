@@ -1,8 +1,8 @@
 """RTP packet reading and per-consumer rewriting, on plain bytes.
 
-Nothing here allocates objects per packet beyond the output ``bytes``: the SFU
-reads the few fields it needs by offset and builds each consumer's packet from a
-precomputed header template (see :class:`LegWriter`).
+The SFU reads the few fields it needs by offset and builds each consumer's packet
+from a precomputed header template (see :class:`LegWriter`), straight into the
+scratch buffer of the leg's sink when it has one (:class:`ScratchSink`).
 """
 
 from __future__ import annotations
@@ -134,49 +134,89 @@ class ExtensionIds:
     audio_level: int = 0
 
 
+class ScratchSink:
+    """Where a consumer leg's packets go: ``sink(packet)`` sends one, True if it went out.
+
+    A sink also takes a packet built in place in its scratch ``buffer`` (``capacity``
+    bytes): ``send_built(length)`` sends ``buffer[:length]``, which saves building a
+    ``bytes`` per leg. The buffer is only valid until the next send.
+    """
+
+    buffer: memoryview
+    capacity = 0
+
+    def __call__(self, packet: bytes) -> bool:
+        raise NotImplementedError
+
+    def send_built(self, length: int) -> bool:
+        raise NotImplementedError
+
+
+_B1_SEQ_TS = struct.Struct("!BHI")  # header bytes 1-7: marker and payload type, sequence number, timestamp
+
+
 class LegWriter:
     """Builds the RTP packets of one consumer leg.
 
     The extension block (MID, abs-send-time, audio level) is rebuilt for every
     leg with that leg's ids: copying the publisher's block would carry the
     publisher's MID and ids, and the browser would put the media in the wrong tile.
-    Everything that does not change per packet is prepared here once.
+    The whole header is prepared once as a template (with and without an audio
+    level); per packet only the marker, sequence number, timestamp, abs-send-time
+    and level are written into a copy of it.
     """
 
-    __slots__ = ("_ast_head", "_layouts", "_level_head", "_mid_part", "payload_type", "ssrc")
+    __slots__ = ("_b1", "_layouts", "payload_type", "ssrc")
 
     def __init__(self, ssrc: int, payload_type: int, mid: str, ids: ExtensionIds, is_audio: bool):
         self.ssrc = ssrc
         self.payload_type = payload_type
+        self._b1 = (payload_type, 0x80 | payload_type)  # indexed by the marker bit
         mid_bytes = mid.encode("ascii")
         if not 1 <= len(mid_bytes) <= 16:
             raise ValueError("MID must be 1 to 16 bytes for a one-byte extension")
-        self._mid_part = bytes([(ids.mid << 4) | (len(mid_bytes) - 1)]) + mid_bytes if ids.mid else b""
-        self._ast_head = bytes([(ids.abs_send_time << 4) | 2]) if ids.abs_send_time else b""
+        mid_part = bytes([(ids.mid << 4) | (len(mid_bytes) - 1)]) + mid_bytes if ids.mid else b""
         level_id = ids.audio_level if is_audio else 0
-        self._level_head = (level_id << 4) if level_id else -1
-        # (first byte of the header, extension block header, padding) with and without a level element
-        self._layouts = (self._layout(False), self._layout(True) if level_id else self._layout(False))
+        # (header template, offset of the abs-send-time value, offset of the level byte; 0: absent),
+        # indexed by "the packet has an audio level"
+        without = self._layout(mid_part, ids.abs_send_time, 0)
+        self._layouts = (without, self._layout(mid_part, ids.abs_send_time, level_id) if level_id else without)
 
-    def _layout(self, with_level: bool) -> tuple[int, bytes, bytes]:
-        size = len(self._mid_part) + (4 if self._ast_head else 0) + (2 if with_level else 0)
-        if size == 0:
-            return 0x80, b"", b""
-        pad = -size % 4
-        return 0x90, struct.pack("!HH", ONE_BYTE_PROFILE, (size + pad) // 4), b"\x00" * pad
+    def _layout(self, mid_part: bytes, ast_id: int, level_id: int) -> tuple[bytes, int, int]:
+        ext = mid_part
+        ast_at = level_at = 0
+        if ast_id:
+            ast_at = 16 + len(ext) + 1
+            ext += bytes([(ast_id << 4) | 2]) + b"\x00\x00\x00"
+        if level_id:
+            level_at = 16 + len(ext) + 1
+            ext += bytes([level_id << 4, 0])
+        if not ext:
+            return RTP_HEADER.pack(0x80, self.payload_type, 0, 0, self.ssrc), 0, 0
+        ext += b"\x00" * (-len(ext) % 4)
+        header = RTP_HEADER.pack(0x90, self.payload_type, 0, 0, self.ssrc)
+        return header + struct.pack("!HH", ONE_BYTE_PROFILE, len(ext) // 4) + ext, ast_at, level_at
 
-    def extension_block(self, audio_level: int | None, voice: bool, ast: bytes | None = None) -> bytes:
-        with_level = self._level_head >= 0 and audio_level is not None
-        _, head, pad = self._layouts[with_level]
-        if not head:
-            return b""
-        parts = [head, self._mid_part]
-        if self._ast_head:
-            parts += (self._ast_head, ast if ast is not None else abs_send_time_now())
-        if with_level:
-            parts.append(bytes((self._level_head, (0x80 if voice else 0) | (audio_level or 0))))
-        parts.append(pad)
-        return b"".join(parts)
+    def write_into(
+        self,
+        buf: memoryview | bytearray,
+        marker: bool,
+        sequence: int,
+        timestamp: int,
+        audio_level: int | None,
+        voice: bool,
+        ast: bytes | None = None,
+    ) -> int:
+        """Write this leg's header at the start of ``buf``; returns its length (where the payload goes)."""
+        template, ast_at, level_at = self._layouts[audio_level is not None]
+        size = len(template)
+        buf[0:size] = template
+        _B1_SEQ_TS.pack_into(buf, 1, self._b1[marker], sequence, timestamp)
+        if ast_at:
+            buf[ast_at : ast_at + 3] = ast if ast is not None else abs_send_time_now()
+        if level_at:
+            buf[level_at] = (0x80 if voice else 0) | (audio_level or 0)
+        return size
 
     def write(
         self,
@@ -189,18 +229,10 @@ class LegWriter:
         ast: bytes | None = None,
     ) -> bytes:
         """One packet of this leg; ``ast`` is the abs-send-time shared by all legs of a packet."""
-        with_level = self._level_head >= 0 and audio_level is not None
-        b0, head, pad = self._layouts[with_level]
-        header = RTP_HEADER.pack(b0, (0x80 if marker else 0) | self.payload_type, sequence, timestamp, self.ssrc)
-        if not head:
-            return b"".join((header, payload))
-        parts: list[bytes | memoryview] = [header, head, self._mid_part]
-        if self._ast_head:
-            parts += (self._ast_head, ast if ast is not None else abs_send_time_now())
-        if with_level:
-            parts.append(bytes((self._level_head, (0x80 if voice else 0) | (audio_level or 0))))
-        parts += (pad, payload)
-        return b"".join(parts)
+        out = bytearray(len(self._layouts[audio_level is not None][0]) + len(payload))
+        size = self.write_into(out, marker, sequence, timestamp, audio_level, voice, ast)
+        out[size:] = payload
+        return bytes(out)
 
 
 def unwrap_rtx(data: bytes, view: RtpView, media_ssrc: int, media_pt: int) -> bytes | None:

@@ -250,8 +250,7 @@ class RecvTransport(Transport):
         self.paused = False  # nothing is forwarded to this subscriber
         self.revision = 0
         self.pending_revision: int | None = None
-        self.downstream_drop: Callable[[], bool] | None = None
-        self._send: Callable[[bytes], bool] = lambda _packet: False
+        self.sink = glue.SrtpSender()  # sends nothing until the answer is applied (accept_answer)
 
     def free_slot(self, kind: str) -> Slot | None:
         for slot in self.slots:
@@ -273,10 +272,19 @@ class RecvTransport(Transport):
             if consumer is not None and consumer.waiting_sync and consumer.writer is not None and slot.kind == "video":
                 consumer.producer.request_keyframe()
 
-    def send(self, packet: bytes) -> bool:
-        if self.downstream_drop is not None and self.downstream_drop():
-            return True  # counted as sent: the loss is on the wire
-        return self._send(packet)
+    @property
+    def send(self) -> glue.SrtpSender:
+        """What consumers send with: ``send(packet) -> bool``, or packets built in its buffer."""
+        return self.sink
+
+    @property
+    def downstream_drop(self) -> Callable[[], bool] | None:
+        """Loss injection (tests): when it returns True a packet is dropped, yet counted as sent."""
+        return self.sink.drop
+
+    @downstream_drop.setter
+    def downstream_drop(self, drop: Callable[[], bool] | None) -> None:
+        self.sink.drop = drop
 
     async def create_offer(self, stream_ids: dict[Slot, tuple[str, str]]) -> tuple[str, list[Slot]]:
         """A new offer; ``stream_ids`` gives each busy slot's msid.
@@ -339,7 +347,7 @@ class RecvTransport(Transport):
         transceivers = self.pc.getTransceivers()
         if transceivers:
             dtls = glue.dtls_of(transceivers[0])
-            self._send = glue.make_sender(dtls)
+            self.sink.attach(dtls)
             dtls.rtcp_tap = self._on_rtcp
         self._start_ticking()
 

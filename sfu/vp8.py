@@ -96,16 +96,23 @@ def rewrite_descriptor(
     if (picture_id_offset == 0 or desc.picture_id is None) and (tl0_offset == 0 or desc.tl0picidx is None):
         return bytes(payload)
     out = bytearray(payload)
+    patch_descriptor(out, 0, desc, picture_id_offset, tl0_offset)
+    return bytes(out)
+
+
+def patch_descriptor(
+    buf: bytearray | memoryview, at: int, desc: Vp8Descriptor, picture_id_offset: int, tl0_offset: int
+) -> None:
+    """Shift PictureID and TL0PICIDX back by the offsets in place, in a payload copied to ``buf[at:]``."""
     if desc.picture_id is not None and picture_id_offset:
         if desc.picture_id_bits == 15:
             value = (desc.picture_id - picture_id_offset) & 0x7FFF
-            out[desc.picture_id_at] = 0x80 | (value >> 8)
-            out[desc.picture_id_at + 1] = value & 0xFF
+            buf[at + desc.picture_id_at] = 0x80 | (value >> 8)
+            buf[at + desc.picture_id_at + 1] = value & 0xFF
         else:
-            out[desc.picture_id_at] = (desc.picture_id - picture_id_offset) & 0x7F
+            buf[at + desc.picture_id_at] = (desc.picture_id - picture_id_offset) & 0x7F
     if desc.tl0picidx is not None and tl0_offset:
-        out[desc.tl0picidx_at] = (desc.tl0picidx - tl0_offset) & 0xFF
-    return bytes(out)
+        buf[at + desc.tl0picidx_at] = (desc.tl0picidx - tl0_offset) & 0xFF
 
 
 def is_vp8_keyframe(payload: bytes | memoryview) -> bool:
