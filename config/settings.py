@@ -213,6 +213,19 @@ class MetricsSettings(BaseModel):
     )
 
 
+class ServerSettings(BaseModel):
+    workers: int | Literal["auto"] = Field(
+        1, description="Processes holding the sittings: 1 (one process, as before), N, or 0/auto (one per CPU core)."
+    )
+
+    @field_validator("workers")
+    @classmethod
+    def _non_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("server.workers must be 0 or 'auto' (one per core), 1, or more")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEMICYCLE_", env_nested_delimiter="__", extra="forbid")
 
@@ -238,6 +251,7 @@ class Settings(BaseSettings):
     recording: RecordingSettings = Field(default_factory=lambda: RecordingSettings())
     smtp: SmtpSettings | None = Field(None, description="Mail server for convocations; none: no sending.")
     timezone: str = Field("Europe/Paris", description="The council's time zone (convocations, minutes).")
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings())
 
     @classmethod
     def settings_customise_sources(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -22,15 +21,15 @@ from .replay import replay, sitting_state_from
 from .revocation import watch as watch_revocations
 from .session import Session
 from .sitting import Sitting
-from .tls import HSTS, check_origin, hsts_wanted
+from .tls import check_origin, hsts_wanted
 from .tokens import TokenSigner
+from .web_base import CSP, DEMO_LINKS, WEB_CLIENT, add_client_routes, add_static
 from .whip_whep import WebRtcHttp
 
 log = logging.getLogger(__name__)
 
-WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
+__all__ = ["CSP", "DEMO_LINKS", "HUB", "JOURNAL", "WEB_CLIENT", "create_app"]  # CSP…: from web_base
 HUB = web.AppKey("hub", Hub)
-DEMO_LINKS = web.AppKey("demo_links", list)
 JOURNAL = web.AppKey("journal", Journal)
 
 
@@ -38,13 +37,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     hub = Hub(settings=settings, signer=TokenSigner.from_file(settings.secret_path))
     app[HUB] = hub
-    app[DEMO_LINKS] = []
     app.cleanup_ctx.append(_sittings_ctx)
     app.cleanup_ctx.append(lambda app: watch_revocations(app[HUB]))  # revoked invitations dropped
-    app.router.add_get("/", _page("index.html"))
-    app.router.add_get("/join", _page("join.html"))
+    add_client_routes(app, hsts=lambda: hsts_wanted(app[HUB].settings))  # /, /join, demo links, headers
     app.router.add_get("/ws", _websocket)
-    app.router.add_get("/api/demo-links", _demo_links)
     app.router.add_post("/api/acknowledge", acknowledge)
     app.router.add_get("/healthz", _health)
     WebRtcHttp(lambda: hub.sittings, lambda: hub.programmes, hub.signer, settings).add_routes(app)
@@ -55,8 +51,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app.cleanup_ctx.append(recordings_retention)  # prunes old recordings at start, then hourly
     setup_metrics(app, hub)  # GET /metrics (Prometheus), docs/operations.md
-    app.router.add_static("/static/", WEB_CLIENT, follow_symlinks=False)
-    app.on_response_prepare.append(_security_headers)
+    add_static(app)
     return app
 
 
@@ -106,13 +101,6 @@ async def _sittings_ctx(app: web.Application) -> AsyncIterator[None]:
     sdp_munging.set_opus_dtx(True)
 
 
-def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(WEB_CLIENT / name)
-
-    return handler
-
-
 async def _websocket(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     limits = hub.settings.limits
@@ -123,29 +111,6 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _demo_links(request: web.Request) -> web.StreamResponse:
-    links = request.app[DEMO_LINKS]
-    proxied = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers  # remote is the proxy
-    if not links or request.remote not in ("127.0.0.1", "::1") or proxied:
-        raise web.HTTPNotFound()
-    return web.json_response({"links": links})
-
-
 async def _health(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     return web.json_response({"status": "ok", "sittings": len(hub.sittings)})
-
-
-CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-
-
-async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
-    if hsts_wanted(request.app[HUB].settings):
-        response.headers.setdefault("Strict-Transport-Security", HSTS)

@@ -22,7 +22,12 @@ from .revocation import add_revoke_command, run_revoke_command
 from .tokens import ROLES, TokenSigner
 
 if TYPE_CHECKING:
+    import ssl
+
     from aiohttp import web
+
+    from .front import Front
+    from .hub import Hub
 
 DEMO_MEMBERS = [
     ("Présidence de séance", "chair"),
@@ -93,11 +98,16 @@ def _invite(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(level: str, prefix: str = "") -> None:
+    """Standard error, one line per event; ``prefix`` names a worker process (``w1 ``)."""
+    logging.basicConfig(level=level.upper(), format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    if args.log_level.upper() != "DEBUG":  # aioice logs each candidate pair: participants' IP addresses
+    if level.upper() != "DEBUG":  # aioice logs each candidate pair: participants' IP addresses
         logging.getLogger("aioice").setLevel(logging.WARNING)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
     changes: dict[str, object] = {}
     if args.host:
         changes["host"] = args.host
@@ -122,47 +132,72 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings) -> None:
-    from aiohttp import web
-
     from . import tls
-    from .app import HUB, create_app  # the media stack loads only to serve
+    from .workers import Pool, worker_count
 
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls.server_context(settings))
-    await site.start()
-    port = settings.port
-    server = getattr(site, "_server", None)
-    if server is not None and server.sockets:
-        port = server.sockets[0].getsockname()[1]
+    pool = Pool(settings) if worker_count(settings) > 1 else None
+    if pool is None:
+        from .app import HUB, create_app  # the media stack loads only to serve
+
+        app = create_app(settings)
+        state: Hub | Front = app[HUB]
+    else:
+        from .front import FRONT, create_front_app  # the front never loads the media stack
+
+        app = create_front_app(settings, pool)
+        state = app[FRONT]
+    runner, port = await listen(app, settings.host, settings.port, tls.server_context(settings))
     if settings.port == 0:
-        settings = Settings(**{**settings.model_dump(), "port": port})
-        app[HUB].settings = settings
+        settings = state.settings = Settings(**{**settings.model_dump(), "port": port})
+    if pool is not None:
+        await pool.start(settings.base_url)  # the workers need the public URL: after binding
     base = settings.base_url
     if settings.demo:
         _print_demo_links(app, settings)
     gc.collect()
     gc.freeze()  # start-up objects never need scanning again: shorter GC pauses
     print(f"HEMICYCLE READY {base}", flush=True)
-    stop = asyncio.Event()
+    await until_stopped()
+    if pool is not None:
+        await pool.stop()  # the workers close their sittings; the front relays their goodbyes
+    await runner.cleanup()
+
+
+async def listen(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port``; returns the runner and the port bound (``port`` 0: any)."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    await site.start()
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    return runner, port
+
+
+async def until_stopped(stop: asyncio.Event | None = None) -> None:
+    """Wait for SIGINT or SIGTERM (or ``stop``)."""
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await runner.cleanup()
 
 
 def _print_demo_links(app: web.Application, settings: Settings) -> None:
-    from .app import DEMO_LINKS, HUB
+    from .web_base import DEMO_LINKS
 
-    hub = app[HUB]
+    signer = TokenSigner.from_file(settings.secret_path)
     sitting = settings.sittings[0]
     links = []
     for name, role in DEMO_MEMBERS:
-        token = hub.signer.mint(sitting.id, name, role, lifetime=settings.token_lifetime_hours * 3600)  # type: ignore[arg-type]
-        links.append({"name": name, "role": role, "url": hub.invitation_url(token)})
+        token = signer.mint(sitting.id, name, role, lifetime=settings.token_lifetime_hours * 3600)  # type: ignore[arg-type]
+        links.append({"name": name, "role": role, "url": f"{settings.base_url}/join#token={token}"})
     app[DEMO_LINKS] = links
     print(f"Séance « {sitting.title} » — liens de démonstration :", flush=True)
     for link in links:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import ipaddress
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -31,11 +29,13 @@ from prometheus_client.process_collector import ProcessCollector
 from sfu.stats import downstream_loss
 
 from .hub import Hub
+from .metrics_access import allowed, check_access, is_loopback  # allowed, is_loopback: for callers
 from .tokens import ROLES
+
+__all__ = ["allowed", "check_access", "is_loopback", "setup_metrics"]
 
 LAG_INTERVAL = 0.5  # seconds between two event-loop lag probes
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 # (metric name without _total, help, field of Router.traffic())
 COUNTERS = (
@@ -111,15 +111,15 @@ class HemicycleCollector:
         yield loss_max
         yield loss_mean
 
-
     def _programmes(self) -> Iterator[Metric]:
         """The public programme of each sitting, from the worker's last stats line (every 5 s)."""
         families = {
             key: GaugeMetricFamily(f"hemicycle_programme_{name}", help_text, labels=["sitting"])
             for key, name, help_text in PROGRAMME_GAUGES
         }
-        viewers = GaugeMetricFamily("hemicycle_programme_viewers", "WebRTC (WHEP) viewers of the programme.",
-                                    labels=["sitting"])
+        viewers = GaugeMetricFamily(
+            "hemicycle_programme_viewers", "WebRTC (WHEP) viewers of the programme.", labels=["sitting"]
+        )
         for sitting_id, programme in self.hub.programmes.items():
             families["running"].add_metric([sitting_id], 1 if programme.running else 0)
             viewers.add_metric([sitting_id], len(programme.viewers))
@@ -190,35 +190,9 @@ async def _probe_lag(metrics: Metrics) -> None:
         metrics.lag_last.set(lag)
 
 
-def is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def allowed(request: web.Request, token: str | None) -> bool:
-    """A loopback client that came through no proxy, or the right bearer token."""
-    if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
-            return True
-    forwarded = any(header in request.headers for header in FORWARDING_HEADERS)
-    return is_loopback(request.remote) and not forwarded
-
-
 async def _metrics(request: web.Request) -> web.StreamResponse:
     metrics = request.app[METRICS]
-    secret = metrics.hub.settings.metrics.token
-    token = secret.get_secret_value() if secret is not None else None
-    if not allowed(request, token):
-        if token:
-            raise web.HTTPUnauthorized(
-                text="/metrics: a bearer token is required\n", headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
-            )
-        raise web.HTTPForbidden(text="/metrics is served to loopback clients only (or set metrics.token)\n")
+    check_access(request, metrics.hub.settings)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     body = encoder(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
