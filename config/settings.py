@@ -153,7 +153,9 @@ class TlsSettings(BaseModel):
 
 
 class LimitSettings(BaseModel):
-    max_message_bytes: int = Field(65_536, description="Largest WebSocket message accepted.")
+    max_message_bytes: int = Field(
+        1_048_576, description="Largest WebSocket message accepted (an SDP answer grows ~1 KB per member)."
+    )
     send_queue: int = Field(256, description="Messages queued to a slow client before it is dropped.")
     heartbeat: float = Field(5.0, description="WebSocket ping interval, seconds; a client missing a pong is dropped.")
     messages_per_second: float = Field(20.0, gt=0, description="Sustained messages per connection (token bucket).")

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from config.settings import LimitSettings
 from tests.peers import Peer
 from tests.test_media_relay import wait_for
 
@@ -55,7 +56,7 @@ CASES = {
     "unknown type": (lambda s: [hello(s.token("X")), {"type": "teleport"}], "bad_message"),
     "missing field": (lambda s: [hello(s.token("X")), {"type": "set_muted", "source": "mic"}], "bad_message"),
     "message before hello": (lambda s: [{"type": "leave"}], "not_ready"),
-    "oversized message": (lambda s: ["x" * 70_000], "too_large"),
+    "oversized message": (lambda s: ["x" * (LimitSettings().max_message_bytes + 10)], "too_large"),
     "forged token": (lambda s: [hello(s.token("X")[:-4] + "AAAA")], "bad_token"),
     "garbage token": (lambda s: [hello("not-a-token")], "bad_token"),
     "expired token": (lambda s: [hello(s.token("X", lifetime=-10))], "expired_token"),

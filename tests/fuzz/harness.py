@@ -25,6 +25,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from config import Settings
+from config.settings import LimitSettings
 from signaling.app import HUB, create_app
 from signaling.protocol import ClientMessageAdapter, ErrorCode, ServerMessageAdapter
 from tests.conftest import RunningServer
@@ -37,7 +38,7 @@ T = TypeVar("T")
 ERROR_CODES = frozenset(get_args(ErrorCode))
 FENCE = "fence-"  # an unknown message type: always a non-fatal bad_message, whatever the state
 WITNESS_SEATS = ("witness-a", "witness-b")
-MAX_MESSAGE_BYTES = 65_536
+MAX_MESSAGE_BYTES = LimitSettings().max_message_bytes
 WATCHED_LOGGERS = ("signaling", "sfu", "aiohttp", "asyncio", "aiortc", "aioice", "")
 
 
