@@ -40,7 +40,8 @@ from .procs import Child, ChildFailed, module_argv, udp_drops
 from .relay import DEFAULT_OUT, Deadline, busy_seconds, ensure_private_network, log, server_stats, wait_quiet
 
 SCENARIOS = ("sitting", "stress", "broadcast")
-SILENCE = {"sitting": "frames", "stress": "dtx", "broadcast": "frames"}
+# Silent microphones send what a browser sends: Opus DTX, which the server negotiates (media.opus_dtx).
+SILENCE = {"sitting": "dtx", "stress": "dtx", "broadcast": "dtx"}
 
 
 def start_server(kind: str, args: argparse.Namespace, work: Path, children: dict[str, Child]) -> str:
@@ -52,6 +53,7 @@ def start_server(kind: str, args: argparse.Namespace, work: Path, children: dict
             "HEMICYCLE_PROGRAMME__ENABLED": "true" if args.programme else "false",
             "HEMICYCLE_MEDIA__CAMERA_BITRATE": str(args.video_bitrate),
             "HEMICYCLE_MEDIA__MAX_VIDEOS": str(args.videos if args.videos >= 0 else 100),
+            "HEMICYCLE_MEDIA__OPUS_DTX": "true" if args.silence == "dtx" else "false",
         }
         children["server"] = Child("hemicycle server", argv, str(work / "hemicycle-server.log"), env)
         return children["server"].expect("HEMICYCLE READY", 30)
@@ -219,8 +221,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--videos", type=int, default=9, help="videos each member receives at most (the server's "
                         "media.max_videos; -1: all)")
     parser.add_argument("--cameras", type=int, default=-1, help="cameras kept on (-1: all); the rest turned off")
-    parser.add_argument("--silence", choices=["frames", "dtx"], help="silent microphones (default: sitting frames, "
-                        "stress dtx)")
+    parser.add_argument("--silence", choices=["frames", "dtx"], help="silent microphones: dtx (the default: what "
+                        "browsers send, the server asks usedtx=1) or frames (every 20 ms: media.opus_dtx=false)")
     parser.add_argument("--programme", action=argparse.BooleanOptionalAction, default=None,
                         help="run the public programme worker (default: off; broadcast: on)")
     parser.add_argument("--baseline-n", type=int, nargs="*", default=[2, 4], help="MediaRelay baseline N (≤ 8)")
