@@ -24,7 +24,8 @@ from .errors import NegotiationError
 from .loss import LossInjector
 from .observers import WINDOW, ActiveSpeakerObserver
 from .plain import PlainTransport
-from .producer import Producer, ProducerSpec
+from .producer import Producer
+from .router_links import WorkerLinks
 from .stats import RouterTotals
 from .transport import RecvTransport, SendTransport, Transport
 from .viewer import ViewerTransport
@@ -60,7 +61,7 @@ class SubscribeOfferInfo:
     slots: list[SlotInfo]
 
 
-class Router(AsyncIOEventEmitter):
+class Router(WorkerLinks, AsyncIOEventEmitter):
     def __init__(
         self,
         router_id: str,
@@ -315,54 +316,7 @@ class Router(AsyncIOEventEmitter):
                 table.append(SlotInfo(slot.mid, slot.kind, p.id, self.owners.get(p.id), p.spec.source))
         return table
 
-    # ------------------------------------------------------------------ workers and viewers (sfu/plain.py)
-
-    async def create_plain_transport(self, transport_id: str) -> int:
-        """A plain-RTP link to a local worker; returns its loopback UDP port."""
-        transport = PlainTransport(transport_id)
-        self.plain[transport_id] = transport
-        return await transport.open()
-
-    def connect_plain(self, transport_id: str, host: str, port: int) -> None:
-        self.plain[transport_id].connect(host, port)
-
-    def tap(self, transport_id: str, producer_id: str, ssrc: int, payload_type: int) -> None:
-        """Send a producer's media, as plain RTP with this SSRC and payload type, to the worker."""
-        transport = self.plain[transport_id]
-        producer = self.producers[producer_id]
-        if any(s.consumer is not None and s.consumer.producer is producer for s in transport.slots):
-            return
-        slot = transport.free_slot(producer.kind)
-        if slot is None or slot.writer is None or slot.writer.ssrc != ssrc:
-            slot = transport.add_slot(producer.kind, ssrc, payload_type, producer.spec.clock_rate)
-        consumer = Consumer(f"{transport_id}-t{next(self._ids)}", producer, slot, transport.send)
-        consumer.on_close.append(self.totals.retire_consumer)
-        if producer.kind == "video":
-            producer.request_keyframe()
-
-    def untap(self, transport_id: str, producer_id: str) -> None:
-        for slot in self.plain[transport_id].slots:
-            if slot.consumer is not None and slot.consumer.producer.id == producer_id:
-                slot.consumer.close()
-
-    def inject(self, transport_id: str, spec: ProducerSpec) -> str:
-        """A producer fed by the worker's RTP (``spec.ssrc``); not announced to members."""
-        transport = self.plain[transport_id]
-        producer = Producer(
-            f"{self.id}-i{next(self._ids)}", spec, 0, 0, transport.send_rtcp, transport.feedback_ssrc
-        )
-        transport.add_producer(producer)
-        producer.on_close.append(self._forget_injected)
-        self.injected[producer.id] = producer
-        return producer.id
-
-    def _forget_injected(self, producer: Producer) -> None:
-        self.injected.pop(producer.id, None)
-
-    async def close_plain_transport(self, transport_id: str) -> None:
-        transport = self.plain.pop(transport_id, None)
-        if transport is not None:
-            await transport.close()
+    # ------------------------------------------------------------------ viewers (links to workers: router_links.py)
 
     async def create_viewer(self, transport_id: str, offer: str, producer_ids: list[str]) -> str:
         """A WHEP viewer: answer its offer and point its slots at ``producer_ids``."""
