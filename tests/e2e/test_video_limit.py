@@ -14,7 +14,7 @@ import asyncio
 import pytest
 
 from .browser import hemicycle_state, run_axe, wait_until
-from .test_member_controls import COUNCILLORS, Member, log, meet, wait_rising, wait_stalled
+from .test_member_controls import COUNCILLORS, Member, click_join, log, meet, wait_rising, wait_stalled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -77,4 +77,12 @@ async def test_a_councillor_limits_the_videos_she_receives(server, browser_facto
         await wait_rising(a.page, pid, "camera", "video", "packets", "A: both cameras again")
     # Bruno never chose anything: he received both all along.
     await _wait_tiles(b.page, {ids[a.name]: True, chloe: True}, "B sees both cameras")
+
+    # The choice is this device's: Alice picks « Aucune », comes back later, and still gets none.
+    await a.page.select_option("#video-limit", "0")
+    await _wait_tiles(a.page, {bruno: False, chloe: False}, "A: no video before leaving")
+    await a.page.reload()
+    await click_join(a)
+    await _wait_tiles(a.page, {bruno: False, chloe: False}, "A, back: still no video")
+    assert await a.page.input_value("#video-limit") == "0"
     log("done")

@@ -27,6 +27,17 @@ export function errorText(error) {
   return text !== key ? text : t("error.generic", { message: error.message || error.code });
 }
 
+const VIDEO_LIMIT_KEY = "hemicycle.videoLimit";
+
+function savedVideoLimit() {
+  try {
+    const value = localStorage.getItem(VIDEO_LIMIT_KEY);
+    return value === null || ["", "0", "1", "4"].includes(value) ? value : null;
+  } catch {
+    return null;
+  }
+}
+
 export class RoomView {
   constructor(doc, { announce, mayUnmute = () => true }) {
     const $ = (id) => doc.getElementById(id);
@@ -53,6 +64,11 @@ export class RoomView {
     this.el.videoLimit?.addEventListener("change", () => {
       const value = this.el.videoLimit.value;
       this.connection?.setVideoLimit(value === "" ? null : Number(value));
+      try {
+        localStorage.setItem(VIDEO_LIMIT_KEY, value); // this device's choice, on the town's own site only
+      } catch {
+        // storage refused (private mode): the choice lasts for this page
+      }
     });
     doc.addEventListener("hemicycle:langchange", () => {
       this.tiles.relabel();
@@ -64,6 +80,11 @@ export class RoomView {
   attach(connection, media) {
     this.detach();
     this.connection = connection;
+    const savedLimit = savedVideoLimit();
+    if (savedLimit !== null && this.el.videoLimit) {
+      this.el.videoLimit.value = savedLimit;
+      connection.setVideoLimit(savedLimit === "" ? null : Number(savedLimit));
+    }
     this.media = media;
     this.local = { mic: media.mic, camera: media.camera, screen: null };
     this.listeners = new AbortController();
