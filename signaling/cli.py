@@ -132,7 +132,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings) -> None:
-    from . import tls
+    from . import memory, tls
     from .workers import Pool, worker_count
 
     pool = Pool(settings) if worker_count(settings) > 1 else None
@@ -141,11 +141,13 @@ async def _run(settings: Settings) -> None:
 
         app = create_app(settings)
         state: Hub | Front = app[HUB]
+        hub: Hub | None = app[HUB]
     else:
         from .front import FRONT, create_front_app  # the front never loads the media stack
 
         app = create_front_app(settings, pool)
         state = app[FRONT]
+        hub = None
     runner, port = await listen(app, settings.host, settings.port, tls.server_context(settings))
     if settings.port == 0:
         settings = state.settings = Settings(**{**settings.model_dump(), "port": port})
@@ -156,8 +158,11 @@ async def _run(settings: Settings) -> None:
         _print_demo_links(app, settings)
     gc.collect()
     gc.freeze()  # start-up objects never need scanning again: shorter GC pauses
+    reclaimer = memory.start(hub) if hub is not None else None  # docs/operations.md, "Memory"
     print(f"HEMICYCLE READY {base}", flush=True)
     await until_stopped()
+    if reclaimer is not None:
+        await memory.stop(reclaimer)
     if pool is not None:
         await pool.stop()  # the workers close their sittings; the front relays their goodbyes
     await runner.cleanup()

@@ -257,12 +257,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(settings: Settings) -> None:
-    from .app import create_app
+    from . import memory
+    from .app import HUB, create_app
     from .cli import listen, until_stopped
 
-    runner, port = await listen(create_app(settings), "127.0.0.1", 0)
+    app = create_app(settings)
+    runner, port = await listen(app, "127.0.0.1", 0)
     gc.collect()
     gc.freeze()  # as in cli._run: start-up objects never need scanning again
+    reclaimer = memory.start(app[HUB])  # docs/operations.md, "Memory"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -274,6 +277,7 @@ async def _serve(settings: Settings) -> None:
     threading.Thread(target=watch_parent, name="hemicycle-front-watch", daemon=True).start()
     print(f"{READY} {port}", flush=True)
     await until_stopped(stop)
+    await memory.stop(reclaimer)
     await runner.cleanup()
 
 

@@ -1,0 +1,134 @@
+"""Give memory back after members leave (docs/operations.md, "Memory").
+
+A closed peer connection leaves reference cycles (aiortc's objects point at each other)
+that only a full garbage collection frees; and because the start-up objects are frozen
+(``gc.freeze`` in ``cli._run``), CPython's first automatic full collection waits for tens
+of thousands of new objects. Meanwhile the garbage takes new obmalloc arenas and glibc
+heap, which stay mapped once the garbage is gone (bench/results/churn-2026-12-03.md).
+
+``warm_up`` runs at start what the first member's DTLS certificate would run (OpenSSL and
+``cryptography`` code: ~1 MB of library pages that stay resident), so that the idle
+server's memory already counts it. ``Reclaimer`` looks every few seconds at the live
+transports; when one has gone since the last look, it runs a full collection, then
+``malloc_trim(0)`` so that glibc returns the free pages of its heap to the system.
+Linux with glibc only: elsewhere ``trim`` does nothing and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+RECLAIM_EVERY = 5.0  # seconds between two looks at the live transports (and at most one reclaim per look)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+    except OSError:
+        return None
+    function = getattr(libc, "malloc_trim", None)  # glibc only (not musl)
+    if function is None:
+        return None
+    function.argtypes = [ctypes.c_size_t]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+_TRIM = _malloc_trim()
+
+
+def trim() -> bool:
+    """Return the C heap's free pages to the system (glibc ``malloc_trim(0)``); False where unavailable."""
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True
+
+
+def reclaim() -> tuple[float, float]:
+    """A full garbage collection, then ``trim``; returns the seconds each took (the event loop waits that long)."""
+    started = time.perf_counter()
+    gc.collect()
+    collected = time.perf_counter()
+    trim()
+    return collected - started, time.perf_counter() - collected
+
+
+def warm_up() -> None:
+    """Generate one DTLS certificate, as every peer connection does (aiortc), and drop it."""
+    from aiortc import RTCCertificate
+
+    RTCCertificate.generateCertificate()
+
+
+def live_transports(hub: Hub) -> set[str]:
+    """The ids of the hub's live transports (peer connections), every sitting."""
+    return {tid for sitting in hub.sittings.values() for tid in sitting.router.transports}
+
+
+@dataclass
+class Reclaimer:
+    """Reclaim (``reclaim``) after transports have closed, at most once per ``every`` seconds."""
+
+    live: Callable[[], Iterable[str]]
+    every: float = RECLAIM_EVERY
+    runs: int = 0
+    seconds: float = 0.0  # total time spent reclaiming
+    longest_gc: float = 0.0
+    longest_trim: float = 0.0
+    _seen: frozenset[str] = frozenset()
+
+    def check(self) -> bool:
+        """One look: reclaim if a transport seen last time is gone. True if it reclaimed."""
+        now = frozenset(self.live())
+        gone = bool(self._seen - now)
+        self._seen = now
+        if not gone:
+            return False
+        collecting, trimming = reclaim()
+        self.runs += 1
+        self.seconds += collecting + trimming
+        self.longest_gc = max(self.longest_gc, collecting)
+        self.longest_trim = max(self.longest_trim, trimming)
+        log.debug("memory reclaimed: gc %.1f ms, trim %.1f ms", collecting * 1000, trimming * 1000)
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            self.check()
+
+    def start(self) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(self.run(), name="memory-reclaimer")
+
+
+def start(hub: Hub, every: float = RECLAIM_EVERY) -> asyncio.Task[None]:
+    """At the server's start: ``warm_up``, then a ``Reclaimer`` on the hub's transports (``stop`` the task)."""
+    warm_up()
+    return Reclaimer(lambda: live_transports(hub), every).start()
+
+
+async def stop(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

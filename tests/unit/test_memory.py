@@ -1,0 +1,100 @@
+"""signaling/memory.py: the collection and malloc_trim after members leave."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import weakref
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from signaling import memory
+
+
+class Node:
+    other: Any = None
+
+
+def test_trim_calls_malloc_trim_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(memory, "_TRIM", lambda pad: calls.append(pad) or 1)
+    assert memory.trim() is True
+    assert calls == [0]
+
+
+def test_trim_is_a_no_op_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "_TRIM", None)
+    assert memory.trim() is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc")
+def test_the_real_malloc_trim_is_found_and_harmless() -> None:
+    assert memory._TRIM is not None
+    blocks = [bytearray(200_000) for _ in range(50)]  # some heap to give back
+    del blocks
+    assert memory.trim() is True
+    assert memory.trim() is True  # twice in a row: nothing left, still fine
+
+
+def test_reclaim_frees_a_reference_cycle() -> None:
+    gc.disable()
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        del a, b
+        assert gone() is not None  # only the cycle collector frees it
+        collecting, trimming = memory.reclaim()
+        assert gone() is None
+        assert collecting >= 0 and trimming >= 0
+    finally:
+        gc.enable()
+
+
+def test_reclaimer_runs_only_when_a_transport_has_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[int] = []
+    monkeypatch.setattr(memory, "reclaim", lambda: (runs.append(1), (0.001, 0.002))[1])
+    live = {"a", "b"}
+    reclaimer = memory.Reclaimer(lambda: set(live))
+    assert reclaimer.check() is False  # first look
+    live.add("c")
+    assert reclaimer.check() is False  # a join: nothing to give back
+    live.discard("a")
+    assert reclaimer.check() is True
+    assert reclaimer.check() is False  # nothing new has gone
+    live.clear()
+    assert reclaimer.check() is True
+    assert len(runs) == 2 and reclaimer.runs == 2
+    assert reclaimer.seconds == pytest.approx(0.006)
+    assert reclaimer.longest_gc == 0.001 and reclaimer.longest_trim == 0.002
+
+
+def test_warm_up_generates_a_certificate() -> None:
+    memory.warm_up()
+    assert "cryptography.hazmat.backends.openssl" in sys.modules  # what the first member used to load
+
+
+def test_start_warms_up_watches_the_hub_and_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[int] = []
+    warmed: list[int] = []
+    monkeypatch.setattr(memory, "reclaim", lambda: (runs.append(1), (0.0, 0.0))[1])
+    monkeypatch.setattr(memory, "warm_up", lambda: warmed.append(1))
+    transports = {"t1": object(), "t2": object()}
+    hub: Any = SimpleNamespace(sittings={"demo": SimpleNamespace(router=SimpleNamespace(transports=transports))})
+    assert memory.live_transports(hub) == {"t1", "t2"}
+
+    async def scenario() -> None:
+        task = memory.start(hub, every=0.01)
+        assert warmed == [1]
+        await asyncio.sleep(0.05)
+        assert runs == []
+        del transports["t1"]
+        await asyncio.sleep(0.05)
+        assert runs == [1]
+        await memory.stop(task)
+        assert task.cancelled()
+
+    asyncio.run(scenario())
