@@ -10,7 +10,11 @@ keyed at random and a "nominated pair" pointing at a UDP socket the bench reads.
 The same packets go through variants of the path, so the differences give each stage's
 cost inside the real path:
 
-* ``full``: everything, up to the ``sendto`` system call;
+* ``full``: everything, up to the ``sendto`` system call, one socket per leg (aioice's default);
+* ``mux``: the same, every leg on one shared socket (``ice.udp_port``, sfu/udp_mux.py), one
+  ``sendto`` per datagram;
+* ``mux-batch``: the shared socket with its batch: one ``sendmmsg`` per incoming packet
+  (sfu/udp_batch.py);
 * ``no-sendto``: the same, the socket's ``sendto`` replaced by a no-op;
 * ``no-srtp``: the leg's send is a no-op (rewrite only, no SRTP, no socket);
 * ``paused``: every consumer paused (what idle consumers cost per incoming packet);
@@ -44,10 +48,12 @@ import aioice.ice
 import pylibsrtp
 
 from sfu import aiortc_glue as glue
+from sfu import udp_batch
 from sfu.consumer import Consumer
 from sfu.producer import Producer, ProducerSpec
 from sfu.rtp import ExtensionIds
 from sfu.transport import RecvTransport, SendTransport
+from sfu.udp_mux import SharedUdpPort
 
 PROFILES = {
     "aes128gcm": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 28),
@@ -57,7 +63,7 @@ PROFILES = {
 PUB_MID_ID, PUB_AST_ID, PUB_LEVEL_ID = 4, 2, 1  # the publisher's extension ids (like Chromium's)
 LEG_IDS = ExtensionIds(mid=9, abs_send_time=3, audio_level=10)  # a subscriber leg's, all different
 BATCH = 40  # incoming packets between two drains of the receiving sockets
-VARIANTS = ("full", "no-sendto", "no-srtp", "paused", "n=0")
+VARIANTS = ("full", "mux", "mux-batch", "no-sendto", "no-srtp", "paused", "n=0")
 
 
 class NullUdp:
@@ -95,8 +101,10 @@ def srtp_session(profile: str) -> pylibsrtp.Session:
 
 
 class Bench:
-    def __init__(self, n: int, audio: bool, size: int, profile: str) -> None:
+    def __init__(self, n: int, audio: bool, size: int, profile: str, mux: str | None = None) -> None:
         self.n, self.audio, self.size, self.profile = n, audio, size, profile
+        self.mux = mux  # None: a socket per leg; "sendto" or "batch": every leg on one shared socket
+        self.shared: SharedUdpPort | None = None
         self.receivers: list[socket.socket] = []
         self.senders: list[asyncio.DatagramTransport] = []
         self.legs: list[RecvTransport] = []
@@ -115,17 +123,24 @@ class Bench:
         )  # fmt: skip
         self.producer = Producer("p", spec, PUB_MID_ID, PUB_LEVEL_ID, lambda _packet: None, 1)
         self.pub.add_producer(self.producer)
+        if self.mux is not None:
+            self.shared = SharedUdpPort(0)
+            await self.shared.open(["127.0.0.1"])
+            if self.mux != "batch":
+                self.shared.muxes["127.0.0.1"].batch = None
         for i in range(self.n):
             rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             rx.bind(("127.0.0.1", 0))
             rx.setblocking(False)
             self.receivers.append(rx)
-            udp, protocol = await loop.create_datagram_endpoint(
-                lambda: aioice.ice.StunProtocol(SimpleNamespace(protocol_lost=lambda _p: None)),
-                local_addr=("127.0.0.1", 0),
-            )
-            self.senders.append(udp)
+            protocol = aioice.ice.StunProtocol(SimpleNamespace(protocol_lost=lambda _p: None))
+            if self.shared is not None:
+                mux = self.shared.muxes["127.0.0.1"]
+                protocol.connection_made(mux.attach(protocol, f"leg{i}", owner=protocol, remote_ufrag=lambda: None))
+            else:
+                udp, _ = await loop.create_datagram_endpoint(lambda p=protocol: p, local_addr=("127.0.0.1", 0))  # type: ignore[misc]
+                self.senders.append(udp)
             pair = SimpleNamespace(protocol=protocol, remote_addr=rx.getsockname())
             dtls = SimpleNamespace(
                 _tx_srtp=srtp_session(self.profile),
@@ -204,6 +219,8 @@ class Bench:
             rx.close()
         for udp in self.senders:
             udp.close()
+        if self.shared is not None:
+            self.shared.close()
 
 
 def primitives(size: int, profile: str, rounds: int = 20000) -> dict[str, float]:
@@ -241,7 +258,11 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for n in args.n:
         for variant in args.only or VARIANTS:
-            bench = Bench(n, args.audio, args.size, args.srtp)
+            mux = {"mux": "sendto", "mux-batch": "batch"}.get(variant)
+            if mux == "batch" and not udp_batch.available():
+                print(f"N={n:4d} {variant:10s} skipped: no sendmmsg here", flush=True)
+                continue
+            bench = Bench(n, args.audio, args.size, args.srtp, mux)
             await bench.setup()
             bench.variant(variant)
             bench.run(max(BATCH, args.packets // 10))  # warm-up

@@ -4,12 +4,15 @@ one read-only bench route, ``GET /bench/stats``, with the SFU's own packet count
 ``python -m bench.hemiserver serve --host 127.0.0.1 --port 0 --secret-file F --no-demo``
 
 Nothing else changes: the same settings, the same uvloop, the same code path. The route
-is served only to 127.0.0.1 and is read twice per measurement window.
+is served only to 127.0.0.1 and is read twice per measurement window. With
+``HEMICYCLE_BENCH_UDP_BATCH=0`` the muxed port (``ice.udp_port``) sends one ``sendto`` per
+datagram instead of batching them in one ``sendmmsg`` (``sfu.udp_batch.ENABLED``), to compare.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -17,6 +20,7 @@ from aiohttp import web
 
 import signaling.app
 import signaling.cli as cli
+from sfu import aiortc_glue, udp_batch
 from signaling.app import HUB, create_app
 
 
@@ -46,6 +50,10 @@ async def _stats(request: web.Request) -> web.StreamResponse:
     counters["live"] = counts
     counters["tasks"] = len(asyncio.all_tasks())
     counters["programmes"] = {sid: prog.stats for sid, prog in request.app[HUB].programmes.items() if prog.stats}
+    shared = aiortc_glue.shared_udp_port()
+    batches = [mux.batch for mux in shared.muxes.values() if mux.batch is not None] if shared is not None else []
+    if batches:
+        counters["udp_batch"] = {key: sum(getattr(b, key) for b in batches) for key in ("calls", "sent", "fallbacks")}
     return web.json_response(counters)
 
 
@@ -56,6 +64,7 @@ def _create_app_with_stats(settings: Any) -> web.Application:
 
 
 def main() -> int:
+    udp_batch.ENABLED = os.environ.get("HEMICYCLE_BENCH_UDP_BATCH", "1") != "0"
     # cli may import create_app at module level or lazily from signaling.app: patch both.
     signaling.app.create_app = _create_app_with_stats
     if hasattr(cli, "create_app"):

@@ -1,6 +1,9 @@
 """Relay benchmark: server CPU to forward one publisher to N subscribers, on loopback.
 
 ``python -m bench.relay [--n 1 8 32 128] [--baseline-n 1 4 8] [--window 10] ...``
+``python -m bench.relay --media-port sockets mux mux-batch --rounds 2 --no-baseline``: the same
+server with a socket per transport, then the muxed port (``ice.udp_port``) without and with
+``sendmmsg`` batching, back to back, twice.
 
 For each server (Hemicycle's SFU, then aiortc's MediaRelay as a baseline) it starts
 the server, one publisher (bench/publisher.py) and one load generator
@@ -29,6 +32,7 @@ from . import common, report
 from .procs import ROOT, Child, ChildFailed, module_argv, udp_drops
 
 NETNS_MARK = "HEMICYCLE_BENCH_NETNS"
+MEDIA_PORTS = {"sockets": "hemicycle", "mux": "hemicycle-mux", "mux-batch": "hemicycle-mux-batch"}  # -> row label
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -132,7 +136,7 @@ def wait_quiet(children: dict[str, Child], args: argparse.Namespace, deadline: D
 
 
 def start_server(
-    kind: str, args: argparse.Namespace, work: Path, children: dict[str, Child]
+    kind: str, args: argparse.Namespace, work: Path, children: dict[str, Child], media_port: str = "sockets"
 ) -> tuple[str, str | None, str]:
     """Start one server (registered in ``children`` at once); returns (base url, stats url, publisher token)."""
     if kind == "hemicycle":
@@ -153,6 +157,11 @@ def start_server(
         )
         env = {"HEMICYCLE_DATA_DIR": str(work), "HEMICYCLE_MEDIA__CAMERA_BITRATE": str(args.bitrate),
                "HEMICYCLE_PROGRAMME__ENABLED": "false"}  # forwarding alone; bench.programme measures the programme
+        if max(args.n) + 2 > 200:  # the publisher, N subscribers: above the default limits.max_participants
+            env["HEMICYCLE_LIMITS__MAX_PARTICIPANTS"] = str(max(args.n) + 2)
+        if media_port != "sockets":  # one muxed port; bench.hemiserver turns sendmmsg batching off for "mux"
+            env["HEMICYCLE_ICE__UDP_PORT"] = str(args.udp_port)
+            env["HEMICYCLE_BENCH_UDP_BATCH"] = "1" if media_port == "mux-batch" else "0"
         child = children["server"] = Child("hemicycle server", argv, str(work / "hemicycle-server.log"), env)
         url = child.expect("HEMICYCLE READY", 30)
         invite = module_argv(
@@ -181,13 +190,14 @@ def start_server(
 
 
 def measure_server(
-    kind: str, ns: list[int], args: argparse.Namespace, work: Path, deadline: Deadline
+    kind: str, ns: list[int], args: argparse.Namespace, work: Path, deadline: Deadline, media_port: str = "sockets"
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     children: dict[str, Child] = {}
     loop_flag = [] if args.no_uvloop else ["--uvloop"]
+    label = MEDIA_PORTS[media_port] if kind == "hemicycle" else kind
     try:
-        url, stats_url, token = start_server(kind, args, work, children)
+        url, stats_url, token = start_server(kind, args, work, children, media_port)
         log(f"{kind}: server ready at {url}")
         children["publisher"] = Child(
             "publisher",
@@ -238,7 +248,7 @@ def measure_server(
                 f"after {grown['seconds']:.1f} s{'; failures: ' + str(grown['failed']) if grown['failed'] else ''}"
             )
             if grown["ok"] < n:
-                rows.append({"server": kind, "error": f"N={n}: only {grown['ok']}/{n} subscribers received media"})
+                rows.append({"server": label, "error": f"N={n}: only {grown['ok']}/{n} subscribers received media"})
             if grown["ok"] == 0:
                 break
             time.sleep(args.warmup)
@@ -248,29 +258,44 @@ def measure_server(
             m0 = mark(children, stats_url)
             time.sleep(args.window)
             m1 = mark(children, stats_url)
-            row = report.compute(kind, n, min(args.decoders, n), m0, m1)
+            row = report.compute(label, n, min(args.decoders, n), m0, m1)
+            row.update(batch_rates(m0, m1))
             row["setup_s"] = round(grown["seconds"], 1)
             row["quiet_wait_s"] = round(waited, 1)
             row["others_before_pct"] = round(others, 1)
             row["saturated"] = row["host_busy_pct"] > 90 * len(os.sched_getaffinity(0))
             rows.append(row)
             if not row["received_pps"]:
-                rows.append({"server": kind, "error": f"N={n}: nothing received during the window"})
+                rows.append({"server": label, "error": f"N={n}: nothing received during the window"})
             log(
-                f"{kind}: N={n}: server CPU {row['server_cpu_pct']:.1f} %, {row['received_pps']:.0f} pkt/s received, "
+                f"{label}: N={n}: server CPU {row['server_cpu_pct']:.1f} %, {row['received_pps']:.0f} pkt/s received, "
                 f"{_fmt(row['us_per_packet'])} µs/pkt, loss {_fmt(row['loss_pct'], 2)} %, loadgen CPU "
                 f"{row['loadgen_cpu_pct']:.1f} %, decoded fps min {_fmt(row['decoded_fps_min'])}, "
                 f"skips {row['counter_skips']}/{row['counters_checked']}, other processes {row['others_cpu_pct']:.0f} %"
                 + (" — MACHINE SATURATED, figures unreliable" if row["saturated"] else "")
             )
     except (ChildFailed, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
-        log(f"{kind}: FAILED: {exc!r}")
-        rows.append({"server": kind, "error": str(exc)})
+        log(f"{label}: FAILED: {exc!r}")
+        rows.append({"server": label, "error": str(exc)})
     finally:
         for name in ("loadgen", "publisher", "server"):
             if name in children:
                 children[name].stop(polite=0 if name == "server" else 5)
     return rows
+
+
+def batch_rates(m0: dict[str, Any], m1: dict[str, Any]) -> dict[str, Any]:
+    """sendmmsg calls per second on the muxed port and datagrams per call, from the server's counters."""
+    s0, s1 = (m.get("server_stats") or {} for m in (m0, m1))
+    b0, b1 = s0.get("udp_batch"), s1.get("udp_batch")
+    if not b0 or not b1:
+        return {"sendmmsg_per_s": None, "datagrams_per_sendmmsg": None, "batch_fallbacks": None}
+    calls, sent = b1["calls"] - b0["calls"], b1["sent"] - b0["sent"]
+    return {
+        "sendmmsg_per_s": round(calls / (m1["wall"] - m0["wall"]), 1),
+        "datagrams_per_sendmmsg": round(sent / calls, 1) if calls else None,
+        "batch_fallbacks": b1["fallbacks"] - b0["fallbacks"],
+    }
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -284,6 +309,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--baseline-n", type=int, nargs="*", default=[1, 4, 8], help="subscriber counts (MediaRelay, ≤ 8)"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the MediaRelay baseline")
+    parser.add_argument(
+        "--media-port",
+        nargs="+",
+        choices=sorted(MEDIA_PORTS),
+        default=["sockets"],
+        help="Hemicycle's media sockets, each measured in turn: sockets (one per transport), mux (ice.udp_port, "
+        "one sendto per datagram), mux-batch (ice.udp_port, one sendmmsg per incoming packet)",
+    )
+    parser.add_argument("--udp-port", type=int, default=20700, help="the muxed port (mux, mux-batch)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure the --media-port configurations this many times")
     parser.add_argument("--decoders", type=int, default=2, help="full aiortc subscribers that decode and check")
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds after the subscribers are up")
     parser.add_argument("--window", type=float, default=10.0, help="measurement window, seconds")
@@ -311,6 +346,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if any(n > 8 for n in args.baseline_n):
         parser.error("--baseline-n: MediaRelay re-encodes per subscriber, keep N ≤ 8")
+    if "mux" in args.media_port and not args.server_stats:
+        parser.error("--media-port mux needs bench.hemiserver (it turns batching off): drop --no-server-stats")
     args.n = sorted(set(args.n))
     args.baseline_n = sorted(set(args.baseline_n))
     return args
@@ -330,10 +367,19 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="hemicycle-bench-"))
     waited, others = wait_quiet({}, args, deadline)
     log(f"other processes use {others:.0f} % CPU" + (f" (after waiting {waited:.0f} s)" if waited > 1.5 else ""))
-    rows = measure_server("hemicycle", args.n, args, work, deadline)
+    rows = []
+    for round_ in range(1, args.rounds + 1):
+        for media_port in args.media_port:
+            measured = measure_server("hemicycle", args.n, args, work, deadline, media_port)
+            rows += [{**row, "round": round_} for row in measured]
     if not args.no_baseline and args.baseline_n:
         rows += measure_server("mediarelay", args.baseline_n, args, work, deadline)
     results = [r for r in rows if "error" not in r]
+    marginal = [
+        {**slope, "round": round_}
+        for round_ in dict.fromkeys(r.get("round", 1) for r in results)
+        for slope in report.marginal([r for r in results if r.get("round", 1) == round_])
+    ]
     errors = [r["error"] for r in rows if "error" in r]
     date = datetime.date.today().isoformat()
     doc = {
@@ -345,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "fields": report.RESULT_FIELDS,
         "results": results,
-        "marginal": report.marginal(results),
+        "marginal": marginal,
         "errors": errors,
         "notes": [],
     }

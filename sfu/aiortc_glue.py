@@ -26,10 +26,11 @@ from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
+from . import udp_batch
 from .rtp import ScratchSink
 from .sdp_lines import MediaLine as MediaLine
 from .sdp_lines import describe_sdp as describe_sdp
-from .udp_mux import SharedUdpPort
+from .udp_mux import MuxedTransport, SharedUdpPort
 from .udp_ports import HostEndpoint, LoopWithHostEndpoints, PortRange
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,8 @@ def hook_sender_rtcp(transceiver: RTCRtpTransceiver, handler: Callable[[str, Any
 
     async def on_rtcp(packet: Any) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == 1:
-            handler("nack", list(packet.lost))
+            with udp_batch.held():  # the retransmissions leave together (muxed port)
+                handler("nack", list(packet.lost))
             return
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (1, 4):
             handler("pli", None)
@@ -249,7 +251,8 @@ class SrtpSender(ScratchSink):
     """Protects packets with a DTLS transport's SRTP keys and sends them on its nominated ICE pair.
 
     Calls libsrtp directly on the shared scratch buffer (pylibsrtp's ``protect`` allocates and
-    copies twice per packet) and ``sendto``s on the pair's socket: no task, no await. The
+    copies twice per packet) and ``sendto``s on the pair's socket: no task, no await; on the
+    muxed port the datagram goes to the socket's batch instead (sfu/udp_batch.py). The
     route (SRTP context, socket, address) is looked up once and kept while the nominated pair
     and the SRTP session stay the same. Returns False when the transport is not (or no
     longer) connected; ``drop`` (loss injection in tests) makes it drop a packet yet say it went.
@@ -268,6 +271,9 @@ class SrtpSender(ScratchSink):
         self._context: Any = None
         self._sendto: Callable[[bytes, Any], object] = _nowhere
         self._addr: Any = None
+        self._batch: udp_batch.UdpBatch | None = None  # on the muxed port: its batch, the peer's sockaddr
+        self._to: Any = None
+        self._muxed: Any = None
         if dtls is not None:
             self.attach(dtls)
 
@@ -301,7 +307,11 @@ class SrtpSender(ScratchSink):
         _length[0] = length
         if self._protect(self._context, _scratch, _length):
             return False  # a libsrtp error (e.g. the key's packet limit)
-        self._sendto(_scratch_bytes[0 : _length[0]], self._addr)
+        batch = self._batch
+        if batch is None:
+            self._sendto(_scratch_bytes[0 : _length[0]], self._addr)
+        elif not self._muxed._closing:
+            batch.add(_scratch, _length[0], self._to)
         return True
 
     def _route(self, dtls: TappedDtlsTransport, pair: Any) -> bool:
@@ -310,8 +320,12 @@ class SrtpSender(ScratchSink):
             return False
         protocol = pair.protocol
         transport = getattr(protocol, "transport", None)
+        self._batch = None
         if type(protocol) is aioice.ice.StunProtocol and transport is not None:
             self._sendto = transport.sendto
+            if type(transport) is MuxedTransport and transport.mux.batch is not None:
+                self._to = transport.mux.batch.destination(pair.remote_addr)
+                self._batch, self._muxed = (transport.mux.batch, transport) if self._to is not None else (None, None)
         else:  # a TURN allocation: its protocol frames the data itself
 
             def relay(data: bytes, addr: Any) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import h264, rtcp, rtp
+from . import h264, rtcp, rtp, udp_batch
 from .rtp import RtpView, read_packet, unwrap_rtx
 from .vp8 import Vp8Descriptor, parse_descriptor
 
@@ -119,8 +119,12 @@ class Producer:
             # once per packet, shared by every consumer
             payload = data[view.payload_offset : view.payload_end]
             ast = rtp.abs_send_time_now()
-            for consumer in active:
-                consumer.forward(view, desc, payload, ast, now)
+            udp_batch.hold()  # legs on the muxed port: one sendmmsg for them all, at the release
+            try:
+                for consumer in active:
+                    consumer.forward(view, desc, payload, ast, now)
+            finally:
+                udp_batch.release()
 
     def refresh_active(self) -> None:
         """Rebuild the list of consumers packets go to: called by a consumer when it is added,

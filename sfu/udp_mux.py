@@ -17,7 +17,9 @@ the :class:`UdpMux` of that socket routes to it. A datagram from ``addr`` goes
 * nowhere else: it is dropped and counted.
 
 Closing a muxed transport removes everything routed to it. Nothing here knows aioice:
-sfu/aiortc_glue.py attaches its protocols.
+sfu/aiortc_glue.py attaches its protocols, and sends SRTP through the socket's
+:class:`~sfu.udp_batch.UdpBatch` (one ``sendmmsg`` for the legs one packet goes to) when
+there is one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
+
+from . import udp_batch
+from .udp_batch import UdpBatch
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +141,7 @@ class UdpMux(asyncio.DatagramProtocol):
         self.owners: dict[str, object] = {}  # ufrag -> the ICE connection that has it
         self.dropped = 0
         self.sockname: tuple[Any, ...] = ("", 0)
+        self.batch: UdpBatch | None = None  # sendmmsg on the socket, where available
         self._socket: asyncio.DatagramTransport | None = None
 
     async def bind(self, address: str, port: int) -> None:
@@ -145,6 +151,9 @@ class UdpMux(asyncio.DatagramProtocol):
         if sock is not None:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            if udp_batch.available():
+                sending = cast(udp_batch.SocketTransport, transport)  # both loops' have get_write_buffer_size
+                self.batch = UdpBatch(sending, sock.family, self.error_received)
         self.sockname = transport.get_extra_info("sockname")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -152,6 +161,8 @@ class UdpMux(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._socket = None
+        if self.batch is not None:
+            self.batch.close()
         for transport in [t for ts in self.by_ufrag.values() for t in ts]:
             transport.close()
 
@@ -159,6 +170,8 @@ class UdpMux(asyncio.DatagramProtocol):
         log.debug("shared UDP socket %s: %s", self.sockname, exc)
 
     def close(self) -> None:
+        if self.batch is not None:
+            self.batch.close()  # before the descriptor goes (a later one may get its number)
         if self._socket is not None:
             self._socket.close()
 
@@ -214,6 +227,8 @@ class UdpMux(asyncio.DatagramProtocol):
                 self._remember_transaction(transport, stun_transaction_id(data))
             elif kind == SUCCESS:
                 self._bind_address(addr, transport)
+        if self.batch is not None and self.batch.count:
+            self.batch.flush()  # what the legs queued goes first
         self._socket.sendto(data, addr)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
