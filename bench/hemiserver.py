@@ -1,5 +1,6 @@
 """Hemicycle's own server (``signaling.cli.main``, i.e. ``python -m signaling serve``), plus
-one read-only bench route, ``GET /bench/stats``, with the SFU's own packet counters.
+one read-only bench route, ``GET /bench/stats``, with the SFU's own packet counters (and
+the cyclic garbage collector's collections and time per generation).
 
 ``python -m bench.hemiserver serve --host 127.0.0.1 --port 0 --secret-file F --no-demo``
 
@@ -12,8 +13,10 @@ datagram instead of batching them in one ``sendmmsg`` (``sfu.udp_batch.ENABLED``
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
+import time
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +25,30 @@ import signaling.app
 import signaling.cli as cli
 from sfu import aiortc_glue, udp_batch
 from signaling.app import HUB, create_app
+
+
+class GcClock:
+    """Collections and seconds spent in them, per generation, since the server started."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            generation = info["generation"]
+            self.count[generation] += 1
+            self.seconds[generation] += time.perf_counter() - self._started
+
+    def snapshot(self) -> dict[str, list[float]]:
+        return {"collections": list(self.count), "seconds": [round(s, 4) for s in self.seconds]}
+
+
+GC_CLOCK = GcClock()
 
 
 def _counters(app: web.Application) -> dict[str, Any]:
@@ -49,6 +76,7 @@ async def _stats(request: web.Request) -> web.StreamResponse:
         counts["peer_connections"] += len(sitting.router.transports)
     counters["live"] = counts
     counters["tasks"] = len(asyncio.all_tasks())
+    counters["gc"] = GC_CLOCK.snapshot()
     counters["programmes"] = {sid: prog.stats for sid, prog in request.app[HUB].programmes.items() if prog.stats}
     shared = aiortc_glue.shared_udp_port()
     batches = [mux.batch for mux in shared.muxes.values() if mux.batch is not None] if shared is not None else []

@@ -64,7 +64,10 @@ class Producer:
         self.feedback_ssrc = feedback_ssrc
         self._is_vp8 = spec.codec == "vp8"
         self._is_h264 = spec.codec == "h264"
-        self._cache: list[tuple[int, bytes, RtpView, Vp8Descriptor | None] | None] = [None] * CACHE_SIZE
+        # The NACK cache holds bytes and ints only: objects the cyclic GC does not track, so the
+        # packets it keeps alive (seconds of video) never push the collector into full collections.
+        self._cache_seq: list[int] = [-1] * CACHE_SIZE
+        self._cache_data: list[bytes | None] = [None] * CACHE_SIZE
         self.stats = rtcp.ReceiveStats(spec.clock_rate)
         self.nacks = rtcp.NackTracker() if spec.kind == "video" else None
         self.last_sr: tuple[int, int] | None = None  # (ntp, rtp timestamp)
@@ -101,15 +104,13 @@ class Producer:
             for consumer in self._active:  # padding only: nothing to forward
                 consumer.skip(view.sequence)
             return
-        desc: Vp8Descriptor | None = None
-        if self._is_vp8:
-            try:
-                desc = parse_descriptor(memoryview(data)[view.payload_offset : view.payload_end])
-            except ValueError:
-                return
-        elif self._is_h264:
-            desc = h264.describe(memoryview(data)[view.payload_offset : view.payload_end])
-        self._cache[view.sequence % CACHE_SIZE] = (view.sequence, data, view, desc)
+        try:
+            desc = self._describe(data, view)
+        except ValueError:
+            return
+        at = view.sequence % CACHE_SIZE
+        self._cache_seq[at] = view.sequence
+        self._cache_data[at] = data
         if self.paused:
             return
         if view.audio_level is not None and self.audio_level_listener is not None:
@@ -132,10 +133,22 @@ class Producer:
         self._active = tuple(c for c in self.consumers if c.active)
 
     def cached(self, seq: int) -> tuple[bytes, RtpView, Vp8Descriptor | None] | None:
-        entry = self._cache[seq % CACHE_SIZE]
-        if entry is None or entry[0] != seq:
+        """A cached packet for a retransmission, parsed again (NACKs are rare; forwarding is not)."""
+        at = seq % CACHE_SIZE
+        data = self._cache_data[at]
+        if data is None or self._cache_seq[at] != seq:
             return None
-        return entry[1], entry[2], entry[3]
+        view = read_packet(data, self.mid_ext_id, self.audio_level_ext_id)
+        return data, view, self._describe(data, view)
+
+    def _describe(self, data: bytes, view: RtpView) -> Vp8Descriptor | None:
+        """The VP8 descriptor (or H.264 description) of a packet's payload; ValueError if malformed."""
+        payload = memoryview(data)[view.payload_offset : view.payload_end]
+        if self._is_vp8:
+            return parse_descriptor(payload)
+        if self._is_h264:
+            return h264.describe(payload)
+        return None
 
     def on_sender_report(self, ntp: int, rtp_ts: int) -> None:
         self.last_sr = (ntp, rtp_ts)
