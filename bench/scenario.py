@@ -9,12 +9,13 @@
 * ``broadcast``: ``--members`` members and N WHEP viewers of the public programme;
 * ``churn``: ``bench.churn``.
 
-The server (``bench.hemiserver``) and the load generator (``bench.scenario_loadgen``,
-synthetic members: bench/synthetic.py) are separate processes on loopback, in a
-private network namespace. For each N it grows the members, waits a warm-up, then
-measures over ``--duration`` seconds: server CPU (every process, children included), the
-packets the receivers counted, latency, loss, RSS, and checks, senders paused around the
-window, that every receiver got exactly what it should. The same load through aiortc's
+The server (``bench.hemiserver``) and the load generators (``bench.scenario_loadgen``,
+synthetic members: bench/synthetic.py, spread over ``--loadgens`` processes by
+bench/scenario_fleet.py) are separate processes on loopback, in a private network
+namespace. For each N it grows the members, waits a warm-up, then measures over
+``--duration`` seconds: server CPU (every process, children included), the packets the
+receivers counted, latency, loss, RSS, and checks, senders paused around the window, that
+every receiver got exactly what it should. The same load through aiortc's
 MediaRelay (bench/mediarelay_room.py) at ``--baseline-n`` is the baseline.
 Results: ``bench/results/scenario-<name>-<date>.{json,md,png}``. See bench/README.md.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import shutil
 import sys
@@ -38,6 +38,7 @@ import psutil
 from . import common, scenario_report
 from .procs import Child, ChildFailed, module_argv, udp_drops
 from .relay import DEFAULT_OUT, Deadline, busy_seconds, ensure_private_network, log, server_stats, wait_quiet
+from .scenario_fleet import Fleet, loadgens_for
 
 SCENARIOS = ("sitting", "stress", "broadcast")
 # Silent microphones send what a browser sends: Opus DTX, which the server negotiates (media.opus_dtx).
@@ -46,8 +47,19 @@ SILENCE = {"sitting": "dtx", "stress": "dtx", "broadcast": "dtx"}
 
 def start_server(kind: str, args: argparse.Namespace, work: Path, children: dict[str, Child]) -> str:
     if kind == "hemicycle":
-        argv = module_argv("bench.hemiserver", "serve", "--host", "127.0.0.1", "--port", "0", "--secret-file",
-                           str(work / "secret.key"), "--no-demo", "--log-level", args.server_log_level)
+        argv = module_argv(
+            "bench.hemiserver",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--secret-file",
+            str(work / "secret.key"),
+            "--no-demo",
+            "--log-level",
+            args.server_log_level,
+        )
         env = {
             "HEMICYCLE_DATA_DIR": str(work),
             "HEMICYCLE_PROGRAMME__ENABLED": "true" if args.programme else "false",
@@ -79,20 +91,29 @@ def rss_mb(child: Child) -> float:
     return total / 2**20
 
 
-def mark(children: dict[str, Child], stats_url: str | None) -> dict[str, Any]:
-    loadgen = children["loadgen"].ask_json("stats", "STATS", timeout=60)
+def fold(values: dict[str, Any]) -> dict[str, Any]:
+    """Per child -> per role: the load generators (``loadgen0``, ``loadgen1``..) summed as ``loadgen``."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        role = "loadgen" if name.startswith("loadgen") else name
+        out[role] = out.get(role, 0) + value
+    return out
+
+
+def mark(children: dict[str, Child], fleet: Fleet, stats_url: str | None) -> dict[str, Any]:
+    loadgen = fleet.stats()
     me = psutil.Process().cpu_times()
     return {
         "wall": time.monotonic(),
         "loadgen": loadgen,
-        "cpu": {name: child.cpu_seconds() for name, child in children.items()},
+        "cpu": fold({name: child.cpu_seconds() for name, child in children.items()}),
         "server_times": children["server"].cpu_times(),
         "server_processes": len(server_processes(children["server"])),
         "server_rss_mb": rss_mb(children["server"]),
         "host_busy": busy_seconds(),
         "orchestrator": me.user + me.system,
         "loadavg": os.getloadavg()[0],
-        "udp_drops": udp_drops({name: child.proc.pid for name, child in children.items()}),
+        "udp_drops": fold(udp_drops({name: child.proc.pid for name, child in children.items()})),
         "server_stats": server_stats(stats_url),
     }
 
@@ -108,8 +129,14 @@ class RssSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(1.0):
-            self.samples.append({"t": round(time.monotonic() - self.started, 1), "server": self.server, "n": self.n,
-                                 "rss_mb": round(rss_mb(self.child), 1)})
+            self.samples.append(
+                {
+                    "t": round(time.monotonic() - self.started, 1),
+                    "server": self.server,
+                    "n": self.n,
+                    "rss_mb": round(rss_mb(self.child), 1),
+                }
+            )
 
 
 def watch_window(kind: str, n: int, children: dict[str, Child], seconds: float) -> None:
@@ -123,24 +150,32 @@ def watch_window(kind: str, n: int, children: dict[str, Child], seconds: float) 
         cpu0, t0 = cpu1, t1
 
 
-def measure(kind: str, steps: list[int], args: argparse.Namespace, work: Path, deadline: Deadline,
-            rss: list[dict[str, Any]], started: float) -> list[dict[str, Any]]:
+def measure(
+    kind: str,
+    steps: list[int],
+    loadgens: int,
+    args: argparse.Namespace,
+    work: Path,
+    deadline: Deadline,
+    rss: list[dict[str, Any]],
+    started: float,
+) -> list[dict[str, Any]]:
+    """One server and ``loadgens`` load-generator processes, grown through ``steps``."""
     rows: list[dict[str, Any]] = []
     children: dict[str, Child] = {}
     sampler: RssSampler | None = None
+    fleet: Fleet | None = None
+    work.mkdir(parents=True, exist_ok=True)
     try:
         url = start_server(kind, args, work, children)
         sampler = RssSampler(children["server"], kind, rss, started)
         sampler.start()
-        secret = ["--secret-file", str(work / "secret.key")] if kind == "hemicycle" else []
-        children["loadgen"] = Child("load generator", module_argv(
-            "bench.scenario_loadgen", "--url", url, *secret, "--scenario", args.scenario,
-            "--speakers", str(args.speakers), "--cameras", str(args.cameras), "--silence", args.silence,
-            "--decoders", str(args.decoders), "--video-bitrate", str(args.video_bitrate),
-            "--concurrency", str(args.concurrency), *([] if args.no_uvloop else ["--uvloop"]),
-        ), str(work / f"{kind}-loadgen.log"))  # fmt: skip
-        clip = json.loads(children["loadgen"].expect("SCENARIO LOADGEN READY", 120))
-        log(f"{kind}: server at {url}, load generator up (VP8 clip {clip['video_kbps']} kbit/s)")
+        fleet = Fleet(kind, args, url, work, loadgens, children)
+        clip = fleet.ready()
+        log(
+            f"{kind}: server at {url}, {loadgens} load generator process{'es' if loadgens > 1 else ''} up "
+            f"(VP8 clip {clip['video_kbps']} kbit/s)"
+        )
         for n in steps:
             if deadline.left() < args.warmup + args.duration + 30:
                 log(f"{kind}: time budget exhausted, skipping N={n}")
@@ -148,19 +183,24 @@ def measure(kind: str, steps: list[int], args: argparse.Namespace, work: Path, d
             sampler.n = n
             limit = max(10.0, min(deadline.left() - args.warmup - args.duration, args.grow_timeout))
             members = args.members if args.scenario == "broadcast" else n
-            grown = children["loadgen"].ask_json(f"grow {members} {limit:.0f}", "GROWN", timeout=limit + 60)
-            log(f"{kind}: {grown['ok']}/{grown['members']} members receive every camera after {grown['seconds']:.1f} s"
-                + (f"; failures: {grown['failed']}" if grown["failed"] else ""))
+            grown = fleet.grow(members, limit)
+            log(
+                f"{kind}: {grown['ok']}/{grown['members']} members receive every camera after {grown['seconds']:.1f} s"
+                + (f"; failures: {grown['failed']}" if grown["failed"] else "")
+                + (f"; cameras missing (member: count): {grown['lagging']}" if grown["lagging"] else "")
+            )
             if grown["ok"] < members:
                 rows.append({"server": kind, "error": f"N={n}: only {grown['ok']}/{members} members fully receiving"})
-            arranged = children["loadgen"].ask_json("arrange", "ARRANGED", timeout=60)
+            arranged = fleet.arrange()
             if arranged["forced_muted"]:
                 log(f"{kind}: the chair muted {arranged['forced_muted']} microphone(s) in {arranged['seconds']:.1f} s")
             setup = grown["seconds"]
             if args.scenario == "broadcast":
-                viewers = children["loadgen"].ask_json(f"viewers {n} {limit:.0f}", "VIEWERS", timeout=limit + 60)
-                log(f"{kind}: {viewers['viewers']} WHEP viewers after {viewers['seconds']:.1f} s"
-                    + (f"; failures: {viewers['failed']}" if viewers["failed"] else ""))
+                viewers = fleet.viewers(n, limit)
+                log(
+                    f"{kind}: {viewers['viewers']} WHEP viewers after {viewers['seconds']:.1f} s"
+                    + (f"; failures: {viewers['failed']}" if viewers["failed"] else "")
+                )
                 if viewers["viewers"] < n:
                     rows.append({"server": kind, "error": f"N={n}: only {viewers['viewers']}/{n} viewers"})
                 setup += viewers["seconds"]
@@ -168,38 +208,56 @@ def measure(kind: str, steps: list[int], args: argparse.Namespace, work: Path, d
             waited, others = wait_quiet(children, args, deadline)
             if waited > 1.5:
                 log(f"{kind}: N={n}: waited {waited:.0f} s for other processes to calm down ({others:.0f} % CPU)")
-            children["loadgen"].ask_json("checkpoint", "CHECKED", timeout=60)
+            fleet.checkpoint()
             time.sleep(0.5)
-            m0 = mark(children, url if kind == "hemicycle" else None)
+            m0 = mark(children, fleet, url if kind == "hemicycle" else None)
             watch_window(kind, n, children, args.duration)
-            m1 = mark(children, url if kind == "hemicycle" else None)
-            check = children["loadgen"].ask_json("checkpoint", "CHECKED", timeout=60)
+            m1 = mark(children, fleet, url if kind == "hemicycle" else None)
+            check = fleet.checkpoint()
             row = scenario_report.compute(args.scenario, kind, n, m0, m1, check)
             row["setup_s"] = round(setup, 1)
+            row["loadgens"] = loadgens
             row["saturated"] = row["host_busy_pct"] > 90 * len(os.sched_getaffinity(0))
             rows.append(row)
             if m1["loadgen"]["member_errors"]:
                 log(f"{kind}: protocol errors seen by members: {m1['loadgen']['member_errors']}")
-            log(f"{kind}: N={n}: server CPU {row['server_cpu_pct']:.0f} %, {row['received_pps']:.0f} pkt/s to members"
+            log(
+                f"{kind}: N={n}: server CPU {row['server_cpu_pct']:.0f} %, {row['received_pps']:.0f} pkt/s to members"
                 f" over {row['forwarded_streams']} streams, latency p50/p99 {_ms(row['latency_p50_ms'])}/"
                 f"{_ms(row['latency_p99_ms'])} ms, loss {_ms(row['loss_pct'])} %, exact check "
                 + (f"{check['mismatched']}/{check['pairs']} pairs off" if kind == "hemicycle" else "n/a (re-encoded)")
-                + f", loadgen CPU {row['loadgen_cpu_pct']:.0f} %"
-                + (" — MACHINE SATURATED" if row["saturated"] else ""))
+                + f", loadgen CPU {row['loadgen_cpu_pct']:.0f} % ({loadgens} process{'es' if loadgens > 1 else ''})"
+                + (" — MACHINE SATURATED" if row["saturated"] else "")
+            )
     except (ChildFailed, OSError, ValueError, KeyError) as exc:
         log(f"{kind}: FAILED: {exc!r}")
         rows.append({"server": kind, "error": str(exc)})
     finally:
         if sampler is not None:
             sampler.done.set()
-        for name in ("loadgen", "server"):
-            if name in children:
-                children[name].stop(polite=0 if name == "server" else 10)
+        if fleet is not None:
+            fleet.stop()
+        if "server" in children:
+            children["server"].stop()
     return rows
 
 
 def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
+
+
+def fleet_groups(kind: str, steps: list[int], args: argparse.Namespace) -> list[tuple[int, list[int]]]:
+    """The steps by number of load-generator processes (members stay in their process from step to step).
+
+    The MediaRelay baseline (N <= 8) always has one."""
+    groups: list[tuple[int, list[int]]] = []
+    for n in steps:
+        loadgens = 1 if kind == "mediarelay" else loadgens_for(args.loadgens, n)
+        if groups and groups[-1][0] == loadgens:
+            groups[-1][1].append(n)
+        else:
+            groups.append((loadgens, [n]))
+    return groups
 
 
 def describe_load(args: argparse.Namespace) -> str:
@@ -208,8 +266,10 @@ def describe_load(args: argparse.Namespace) -> str:
     members = f"{args.members} members and N WHEP viewers" if args.scenario == "broadcast" else "N members"
     muted = "the others muted by the chair" if args.scenario == "sitting" else "nobody muted"
     silence = "DTX (one Opus frame per 400 ms)" if args.silence == "dtx" else "Opus silence every 20 ms"
-    return (f"{members}, each VP8 640x360@30 ~{args.video_bitrate // 1000} kbit/s + Opus; {args.speakers} speaking, "
-            f"{muted}; {cameras}; silent microphones: {silence}; programme {'on' if args.programme else 'off'}")
+    return (
+        f"{members}, each VP8 640x360@30 ~{args.video_bitrate // 1000} kbit/s + Opus; {args.speakers} speaking, "
+        f"{muted}; {cameras}; silent microphones: {silence}; programme {'on' if args.programme else 'off'}"
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -218,20 +278,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--n", type=int, nargs="+", help="members (broadcast: WHEP viewers); default 45 (broadcast 20)")
     parser.add_argument("--members", type=int, default=9, help="broadcast: members publishing")
     parser.add_argument("--speakers", type=int, default=3)
-    parser.add_argument("--videos", type=int, default=9, help="videos each member receives at most (the server's "
-                        "media.max_videos; -1: all)")
+    parser.add_argument(
+        "--videos",
+        type=int,
+        default=9,
+        help="videos each member receives at most (the server's media.max_videos; -1: all)",
+    )
     parser.add_argument("--cameras", type=int, default=-1, help="cameras kept on (-1: all); the rest turned off")
-    parser.add_argument("--silence", choices=["frames", "dtx"], help="silent microphones: dtx (the default: what "
-                        "browsers send, the server asks usedtx=1) or frames (every 20 ms: media.opus_dtx=false)")
-    parser.add_argument("--programme", action=argparse.BooleanOptionalAction, default=None,
-                        help="run the public programme worker (default: off; broadcast: on)")
+    parser.add_argument(
+        "--silence",
+        choices=["frames", "dtx"],
+        help="silent microphones: dtx (the default: what "
+        "browsers send, the server asks usedtx=1) or frames (every 20 ms: media.opus_dtx=false)",
+    )
+    parser.add_argument(
+        "--programme",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the public programme worker (default: off; broadcast: on)",
+    )
     parser.add_argument("--baseline-n", type=int, nargs="*", default=[2, 4], help="MediaRelay baseline N (≤ 8)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--duration", type=float, default=20.0, help="measurement window per N, seconds")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after joining, before measuring")
     parser.add_argument("--decoders", type=int, default=2, help="members that decode the chair's camera")
     parser.add_argument("--video-bitrate", type=int, default=500_000, help="synthetic VP8 clip bitrate")
-    parser.add_argument("--concurrency", type=int, default=4, help="members joining at once")
+    parser.add_argument("--concurrency", type=int, default=4, help="members joining at once (over all load generators)")
+    parser.add_argument(
+        "--loadgens",
+        default="auto",
+        help="load-generator processes: an int, or auto (2 if 2 CPUs "
+        "are usable and N >= 16, else 1); member i lives in process i %% P",
+    )
     parser.add_argument("--grow-timeout", type=float, default=300.0, help="seconds for one step's members to join")
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="time budget; later steps are skipped")
     parser.add_argument("--quiet-threshold", type=float, default=30.0, help="CPU %% of other processes to wait out")
@@ -245,6 +323,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if any(n > 8 for n in args.baseline_n):
         parser.error("--baseline-n: MediaRelay re-encodes for every subscriber, keep N ≤ 8")
+    if args.loadgens != "auto" and not (args.loadgens.isdigit() and int(args.loadgens) >= 1):
+        parser.error("--loadgens: a positive int or auto")
     args.n = sorted(set(args.n or [20 if args.scenario == "broadcast" else 45]))
     args.silence = args.silence or SILENCE[args.scenario]
     args.programme = args.scenario == "broadcast" if args.programme is None else args.programme
@@ -270,9 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="hemicycle-scenario-"))
     baseline = [] if args.no_baseline or args.scenario == "broadcast" else args.baseline_n
     rss: list[dict[str, Any]] = []
-    rows = measure("hemicycle", sorted(set(args.n) | set(baseline)), args, work, deadline, rss, started)
-    if baseline:
-        rows += measure("mediarelay", baseline, args, work, deadline, rss, started)
+    rows: list[dict[str, Any]] = []
+    for kind, steps in (("hemicycle", sorted(set(args.n) | set(baseline))), ("mediarelay", baseline)):
+        groups = fleet_groups(kind, steps, args)
+        for loadgens, group in groups:  # a fresh server when the number of load generators changes
+            place = work if len(groups) == 1 else work / f"{kind}-{loadgens}-loadgens"
+            rows += measure(kind, group, loadgens, args, place, deadline, rss, started)
     date = datetime.date.today().isoformat()
     doc = {
         "date": date,
@@ -291,8 +374,15 @@ def main(argv: list[str] | None = None) -> int:
             "the floor, the chair, the chamber, the last speakers, then publishing order); the exact check expects "
             "from each publisher what the server's video_selection told that receiver. The MediaRelay baseline "
             "sends every camera (it has no selection); at its N <= 8 that is the same load.",
-        ] + (["With the programme on, the SFU's own packet count (receivers_vs_server) includes its taps to the "
-              "programme worker."] if args.programme else []),
+        ]
+        + (
+            [
+                "With the programme on, the SFU's own packet count (receivers_vs_server) includes its taps to the "
+                "programme worker."
+            ]
+            if args.programme
+            else []
+        ),
     }
     paths = scenario_report.save(doc, args.out, args.stem or f"scenario-{args.scenario}-{date}")
     print()

@@ -10,7 +10,7 @@ from .report import _f
 
 FIELDS = [
     "scenario", "server", "n", "members", "viewers", "window_s", "setup_s",
-    "server_cpu_pct", "server_cpu_user_pct", "server_cpu_sys_pct", "server_processes", "loadgen_cpu_pct",
+    "server_cpu_pct", "server_cpu_user_pct", "server_cpu_sys_pct", "server_processes", "loadgens", "loadgen_cpu_pct",
     "sent_pps", "sent_audio_pps", "sent_video_pps",
     "received_pps", "received_audio_pps", "received_video_pps", "viewer_received_pps",
     "forwarded_streams", "cpu_per_stream_pct", "us_per_packet", "packets_per_core_s",
@@ -27,8 +27,9 @@ def _loss(got: float, expected: float) -> float | None:
     return None if expected <= 0 else max(0.0, (expected - got) / expected * 100)
 
 
-def compute(scenario: str, server: str, n: int, m0: dict[str, Any], m1: dict[str, Any],
-            check: dict[str, Any]) -> dict[str, Any]:
+def compute(
+    scenario: str, server: str, n: int, m0: dict[str, Any], m1: dict[str, Any], check: dict[str, Any]
+) -> dict[str, Any]:
     """One row from the marks at the start and the end of a window, and the exact check around it."""
     wall = m1["wall"] - m0["wall"]
     l0, l1 = m0["loadgen"], m1["loadgen"]
@@ -78,8 +79,10 @@ def compute(scenario: str, server: str, n: int, m0: dict[str, Any], m1: dict[str
         "loss_pct": _loss(received["audio"] + received["video"], expected["audio"] + expected["video"]),
         "viewer_loss_pct": _loss(viewer_got, viewer_expected) if l1["viewers"] else None,
         "rtcp_received_pps": (l1["rtcp_received"] - l0["rtcp_received"]) / dt,
-        **{f"check_{key}": check[key] if server == "hemicycle" else None  # MediaRelay re-encodes: no exact count
-           for key in ("pairs", "expected", "received", "mismatched", "examples")},
+        **{
+            f"check_{key}": check[key] if server == "hemicycle" else None  # MediaRelay re-encodes: no exact count
+            for key in ("pairs", "expected", "received", "mismatched", "examples")
+        },
         "server_forwarded_pps": None,
         "receivers_vs_server": None,
         "server_rss_mb": m1["server_rss_mb"],
@@ -114,19 +117,21 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Load: {doc['load']}",
         "",
         "| server | N | server CPU % | fwd pkt/s | streams | CPU/stream % | pkt/s/core | latency p50 / p99 ms "
-        "| loss % | exact check | RSS MB | loadgen CPU % | others CPU % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| loss % | exact check | RSS MB | loadgen CPU % | loadgens | others CPU % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in doc["results"]:
         fwd = r["received_pps"] + (r["viewer_received_pps"] or 0)
-        exact = "–" if r["server"] != "hemicycle" else (
-            "ok" if r["check_mismatched"] == 0 else f"{r['check_mismatched']}/{r['check_pairs']} pairs off"
+        exact = (
+            "–"
+            if r["server"] != "hemicycle"
+            else ("ok" if r["check_mismatched"] == 0 else f"{r['check_mismatched']}/{r['check_pairs']} pairs off")
         )
         lines.append(
             f"| {r['server']} | {r['n']}{' ⚠' if r['saturated'] else ''} | {_f(r['server_cpu_pct'])} | {_f(fwd, 0)} "
             f"| {r['forwarded_streams']} | {_f(r['cpu_per_stream_pct'], 2)} | {_f(r['packets_per_core_s'], 0)} "
             f"| {_f(r['latency_p50_ms'], 2)} / {_f(r['latency_p99_ms'], 2)} | {_f(r['loss_pct'], 2)} | {exact} "
-            f"| {_f(r['server_rss_mb'], 0)} | {_f(r['loadgen_cpu_pct'])} | {_f(r['others_cpu_pct'], 0)} |"
+            f"| {_f(r['server_rss_mb'], 0)} | {_f(r['loadgen_cpu_pct'])} | {r.get('loadgens', 1)} | {_f(r['others_cpu_pct'], 0)} |"
         )
     lines += [
         "",
@@ -136,7 +141,9 @@ def markdown(doc: dict[str, Any]) -> str:
         "fwd pkt/s ÷ server cores used. latency: publisher's send → receiver's socket, from the stamp in the "
         "payload (Hemicycle forwards payloads untouched; MediaRelay re-encodes, so none). exact check: with the "
         "senders paused and drained around the window, every (receiver, publisher, kind) got exactly what the "
-        "publisher sent, or nothing when the stream must not be forwarded (muted, camera off). ⚠: all cores busy.",
+        "publisher sent, or nothing when the stream must not be forwarded (muted, camera off). loadgen CPU: every "
+        "load-generator process together, % of one core; loadgens: how many processes held the synthetic members "
+        "(member i in process i mod P). ⚠: all cores busy.",
     ]
     for note in doc.get("notes", []):
         lines.append(f"\n- {note}")
@@ -161,14 +168,18 @@ def plot(doc: dict[str, Any], path: Path) -> bool:
         timed = [r for r in rows if r["latency_p50_ms"] is not None]
         if timed:
             latency.plot([r["n"] for r in timed], [r["latency_p50_ms"] for r in timed], style, label=f"{server} p50")
-            latency.plot([r["n"] for r in timed], [r["latency_p99_ms"] for r in timed], style, alpha=0.5,
-                         label=f"{server} p99")
+            latency.plot(
+                [r["n"] for r in timed], [r["latency_p99_ms"] for r in timed], style, alpha=0.5, label=f"{server} p99"
+            )
         samples = [x for x in doc["rss"] if x["server"] == server]
         if samples:
             memory.plot([x["t"] for x in samples], [x["rss_mb"] for x in samples], label=server)
     axis_n = "WHEP viewers" if doc["settings"]["scenario"] == "broadcast" else "members N"
-    for axis, title, xlabel in ((cpu, "server CPU (% of one core)", axis_n), (latency, "added latency (ms)", axis_n),
-                                (memory, "server RSS (MB)", "seconds since start")):
+    for axis, title, xlabel in (
+        (cpu, "server CPU (% of one core)", axis_n),
+        (latency, "added latency (ms)", axis_n),
+        (memory, "server RSS (MB)", "seconds since start"),
+    ):
         axis.set_title(title)
         axis.set_xlabel(xlabel)
         axis.grid(True, alpha=0.3)
