@@ -64,23 +64,6 @@ class TappedDtlsTransport(RTCDtlsTransport):
             tap(data)
         await super()._handle_rtcp_data(data)
 
-    tx_policy: tuple[bytes, int] | None = None  # (key and salt, libsrtp profile) of what this side sends
-
-    def _setup_srtp(self) -> None:
-        super()._setup_srtp()
-        if self._tx_srtp is None or self._ssl is None:
-            return
-        # The exporter gives the same keying material again (RFC 5705): the SFU's senders make
-        # one libsrtp session per outgoing SSRC with these keys (see SrtpSender).
-        chosen = self._ssl.get_selected_srtp_profile()
-        for profile in self._srtp_profiles:
-            if profile.openssl_profile == chosen:
-                view = self._ssl.export_keying_material(
-                    b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length)
-                )
-                key = profile.get_key_and_salt(view, 1 if self._role == "server" else 0)
-                self.tx_policy = (key, profile.libsrtp_profile)
-
 
 _installed = False
 _pending: set[asyncio.Task[None]] = set()
@@ -106,7 +89,6 @@ def check_private_hooks() -> None:
         (RTCDtlsTransport, "_handle_rtp_data"),
         (RTCDtlsTransport, "_handle_rtcp_data"),
         (RTCDtlsTransport, "_send_rtp"),
-        (RTCDtlsTransport, "_setup_srtp"),
         (RTCRtpSender, "_handle_rtcp_packet"),
         (RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder"),
         (aioice.ice, "get_host_addresses"),
@@ -287,10 +269,6 @@ class SrtpSender(ScratchSink):
         self._pair: Any = None
         self._session: pylibsrtp.Session | None = None
         self._context: Any = None
-        # RTP: one libsrtp context per outgoing SSRC (see _stream_context); RTCP: the transport's.
-        self._streams: dict[int, Any] | None = None if rtcp else {}
-        self._stream_sessions: list[pylibsrtp.Session] = []
-        self._keys: pylibsrtp.Session | None = None  # the transport's session the streams were made for
         self._sendto: Callable[[bytes, Any], object] = _nowhere
         self._addr: Any = None
         self._batch: udp_batch.UdpBatch | None = None  # on the muxed port: its batch, the peer's sockaddr
@@ -316,7 +294,7 @@ class SrtpSender(ScratchSink):
         _scratch_view[0:size] = packet
         return self.send_built(size)
 
-    def send_built(self, length: int, ssrc: int = -1) -> bool:
+    def send_built(self, length: int) -> bool:
         drop = self.drop
         if drop is not None and drop():
             return True  # counted as sent: the loss is on the wire
@@ -327,15 +305,7 @@ class SrtpSender(ScratchSink):
         if (pair is not self._pair or dtls._tx_srtp is not self._session) and not self._route(dtls, pair):
             return False
         _length[0] = length
-        if self._streams is None:
-            context = self._context
-        else:
-            if ssrc < 0:
-                ssrc = int.from_bytes(_scratch_bytes[8:12], "big")
-            context = self._streams.get(ssrc)
-            if context is None:
-                context = self._stream_context(dtls, ssrc)
-        if self._protect(context, _scratch, _length):
+        if self._protect(self._context, _scratch, _length):
             return False  # a libsrtp error (e.g. the key's packet limit)
         batch = self._batch
         if batch is None:
@@ -365,35 +335,8 @@ class SrtpSender(ScratchSink):
 
             self._sendto = relay
         self._context = session._srtp[0]
-        if self._streams is not None and session is not self._keys:
-            # New keys: new streams. Never on a mere change of pair: a fresh stream would restart
-            # its rollover counter, and with the same key and sequence reuse a GCM nonce.
-            self._streams = {}
-            self._stream_sessions = []
-        self._keys = session
         self._session, self._pair, self._addr = session, pair, pair.remote_addr
         return True
-
-    def _stream_context(self, dtls: TappedDtlsTransport, ssrc: int) -> Any:
-        """The libsrtp context of one outgoing SSRC: a session of its own with the transport's keys.
-
-        libsrtp finds a packet's stream by a linear search of its session's streams; a subscriber
-        connection carries one SSRC per forwarded track, so a shared session would search tens of
-        streams per packet. One stream per session makes that search one comparison.
-        """
-        if dtls.tx_policy is None:
-            context = self._context  # keys not known: the transport's own session
-        else:
-            key, profile = dtls.tx_policy
-            policy = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
-            policy.allow_repeat_tx = True  # retransmissions repeat a sequence number
-            policy.window_size = 1024
-            session = pylibsrtp.Session(policy)
-            self._stream_sessions.append(session)  # keeps the context alive
-            context = session._srtp[0]
-        assert self._streams is not None
-        self._streams[ssrc] = context
-        return context
 
 
 def _nowhere(data: bytes, addr: Any) -> None:

@@ -197,7 +197,7 @@ class Consumer:
                 buf[at:size] = payload
                 if shifted and desc is not None:
                     patch_descriptor(buf, at, desc, self.picture_id_offset, self.tl0_offset)
-                sent = sink.send_built(size, writer.ssrc)
+                sent = sink.send_built(size)
             else:
                 sent = False
         else:

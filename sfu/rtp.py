@@ -148,8 +148,7 @@ class ScratchSink:
     def __call__(self, packet: bytes) -> bool:
         raise NotImplementedError
 
-    def send_built(self, length: int, ssrc: int = -1) -> bool:
-        """``ssrc``: the packet's SSRC if the caller knows it (else read from the buffer when needed)."""
+    def send_built(self, length: int) -> bool:
         raise NotImplementedError
 
 
