@@ -8,7 +8,8 @@ connection's SRTP itself (bench/synthetic_tx.py). On the wire it looks like Chro
 the offer is renumbered to Chromium's payload types (Opus 111, VP8 96, RTX 97) and
 header-extension ids (audio level 1, abs-send-time 2, MID 4) before it is sent, and the
 answer is numbered back for aiortc (:class:`Renumbering`). Its receiving connection is
-a sink or a decoder (bench/synthetic_rx.py).
+a sink or a decoder (bench/synthetic_rx.py); a sink answers the server's re-offers as text
+(bench/synthetic_answer.py), which spares the load generator aiortc's ~100 ms per re-offer at 45 members.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import re
+import secrets
 from typing import Any
 
 import aiohttp
@@ -27,6 +29,7 @@ from sfu import aiortc_glue as glue
 from sfu.rtp import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID
 
 from . import common
+from .synthetic_answer import text_answer
 from .synthetic_media import MediaSet
 from .synthetic_rx import LatencyLog, Reception
 from .synthetic_tx import AudioSender, Pacer, RtpWriter, VideoSender
@@ -90,8 +93,16 @@ def _renumber(sdp: str, pts: list[dict[int, int]], ext: dict[int, int]) -> str:
 
 
 class SyntheticMember:
-    def __init__(self, index: int, base_url: str, token: str, media: MediaSet, pacer: Pacer,
-                 latency: LatencyLog, decode: bool = False) -> None:
+    def __init__(
+        self,
+        index: int,
+        base_url: str,
+        token: str,
+        media: MediaSet,
+        pacer: Pacer,
+        latency: LatencyLog,
+        decode: bool = False,
+    ) -> None:
         self.index = index
         self.base_url = base_url
         self.token = token
@@ -115,6 +126,9 @@ class SyntheticMember:
         self._answer: asyncio.Future[str] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._offers = asyncio.Lock()
+        self._first_answer: str | None = None  # aiortc's answer to the first offer (see bench/synthetic_answer.py)
+        self._answers = 0
+        self._stream_id = secrets.token_hex(8)
 
     # ------------------------------------------------------------------ signaling
 
@@ -190,8 +204,9 @@ class SyntheticMember:
             line = lines[transceiver.mid]
             codec = "opus" if source == "mic" else "vp8"
             payload_type = next(pt for pt, name, _, _ in line.codecs if name == codec)
-            writer = RtpWriter(glue.sender_ssrc(transceiver), payload_type, line.extensions, transceiver.mid,
-                               source == "mic")
+            writer = RtpWriter(
+                glue.sender_ssrc(transceiver), payload_type, line.extensions, transceiver.mid, source == "mic"
+            )
             if source == "mic":
                 self.audio = AudioSender(writer, send, transceiver, self.media, audio_mode or "silence")
                 self.pacer.add(self.audio)
@@ -211,14 +226,22 @@ class SyntheticMember:
         assert reception is not None
         self.slots = {slot["mid"]: slot for slot in data["slots"]}
         reception.learn(data["sdp"])
-        await pc.setRemoteDescription(RTCSessionDescription(data["sdp"], "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        common.assert_loopback_sdp(pc.localDescription.sdp)
+        answer = None
+        if self._first_answer is not None and not self.decode:  # a sink: the re-offer answered as text
+            self._answers += 1
+            answer = text_answer(data["sdp"], self._first_answer, self._stream_id, self._answers)
+        if answer is None:
+            await pc.setRemoteDescription(RTCSessionDescription(data["sdp"], "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            answer = pc.localDescription.sdp
+            if first:
+                self._first_answer = answer
+        common.assert_loopback_sdp(answer)
         if first:
             reception.after_first_description()
         if self.decode:
             self.decode_cameras(self.decode_from)
-        await self.send({"type": "subscribe_answer", "revision": data["revision"], "sdp": pc.localDescription.sdp})
+        await self.send({"type": "subscribe_answer", "revision": data["revision"], "sdp": answer})
 
     def decode_cameras(self, owners: list[str]) -> None:
         """Decoders: decode these publishers' cameras (from now on, and after each offer)."""
@@ -256,4 +279,3 @@ class SyntheticMember:
             await self.ws.close()
         if self.session is not None:
             await self.session.close()
-
