@@ -85,9 +85,22 @@ async def _stats(request: web.Request) -> web.StreamResponse:
     return web.json_response(counters)
 
 
+async def _tasks(request: web.Request) -> web.StreamResponse:
+    """Every asyncio task's stack, as text (diagnostics: where is a negotiation waiting?)."""
+    if request.remote not in ("127.0.0.1", "::1"):
+        raise web.HTTPNotFound()
+    out = []
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=12)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        out.append(f"{task.get_name()}: {where}")
+    return web.Response(text="\n".join(sorted(out)))
+
+
 def _create_app_with_stats(settings: Any) -> web.Application:
     app = create_app(settings)
     app.router.add_get("/bench/stats", _stats)
+    app.router.add_get("/bench/tasks", _tasks)
     return app
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import secrets
 from typing import Any
@@ -29,7 +30,7 @@ from sfu import aiortc_glue as glue
 from sfu.rtp import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID
 
 from . import common
-from .synthetic_answer import text_answer
+from .synthetic_answer import text_answer, transport_lines
 from .synthetic_media import MediaSet
 from .synthetic_rx import LatencyLog, Reception
 from .synthetic_tx import AudioSender, Pacer, RtpWriter, VideoSender
@@ -37,6 +38,8 @@ from .synthetic_tx import AudioSender, Pacer, RtpWriter, VideoSender
 CHROMIUM_PT = {"opus": 111, "vp8": 96, "rtx": 97}
 CHROMIUM_EXT = {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 2, EXT_MID: 4}
 CONNECT_TIMEOUT = 20.0
+SEEN = 12  # message types remembered for diagnostics
+log = logging.getLogger("synthetic")
 
 
 def configuration() -> RTCConfiguration:
@@ -126,6 +129,8 @@ class SyntheticMember:
         self._answer: asyncio.Future[str] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._offers = asyncio.Lock()
+        self.seen: list[str] = []  # the types of the latest messages read, in order (diagnostics)
+        self._offer_tasks: set[asyncio.Task[None]] = set()
         self._first_answer: str | None = None  # aiortc's answer to the first offer (see bench/synthetic_answer.py)
         self._answers = 0
         self._stream_id = secrets.token_hex(8)
@@ -145,6 +150,12 @@ class SyntheticMember:
             raise RuntimeError(f"join refused: {welcome}")
         self.id = welcome["you"]["id"]
         self._reader = asyncio.get_running_loop().create_task(self._read())
+        self._reader.add_done_callback(self._reader_done)
+
+    def _reader_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("member %d stopped reading its messages", self.index, exc_info=task.exception())
+            self.errors.append(f"reader: {type(task.exception()).__name__}: {task.exception()}")
 
     async def _read(self) -> None:
         assert self.ws is not None
@@ -153,11 +164,17 @@ class SyntheticMember:
                 break
             data = json.loads(message.data)
             kind = data["type"]
+            self.seen.append(kind)
+            del self.seen[:-SEEN]
             if kind == "publish_answer" and self._answer is not None and not self._answer.done():
                 self._answer.set_result(data["sdp"])
             elif kind == "subscribe_offer":
-                async with self._offers:
-                    await self._on_offer(data)
+                # answered in a task of its own, in order (the lock is fair): this loop keeps
+                # reading, and so answers the server's pings in time (a pong later than half
+                # the server's heartbeat and the member is dropped)
+                task = asyncio.get_running_loop().create_task(self._answer_offer(data))
+                self._offer_tasks.add(task)
+                task.add_done_callback(self._offer_tasks.discard)
             elif kind == "video_selection":  # the videos the server forwards to this member
                 self.videos_selected = {v["participant_id"] for v in data["videos"]}
             elif kind == "sitting_state":
@@ -166,6 +183,14 @@ class SyntheticMember:
                 self.errors.append(f"{data['code']}: {data['message']}")
                 if self._answer is not None and not self._answer.done():
                     self._answer.set_exception(RuntimeError(self.errors[-1]))
+
+    async def _answer_offer(self, data: dict[str, Any]) -> None:
+        async with self._offers:
+            try:
+                await self._on_offer(data)
+            except Exception as exc:  # the server's next offer may do
+                log.exception("member %d: subscribe offer %s failed", self.index, data.get("revision"))
+                self.errors.append(f"subscribe offer: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ publishing
 
@@ -190,7 +215,12 @@ class SyntheticMember:
             "type": "publish", "sdp": numbering.to_chromium(pc.localDescription.sdp),
             "tracks": [{"mid": t.mid, "source": source} for t, source in tracks],
         })  # fmt: skip
-        answer = await asyncio.wait_for(self._answer, 30)
+        try:
+            answer = await asyncio.wait_for(self._answer, 30)
+        except TimeoutError:
+            closed = self.ws is not None and self.ws.closed
+            raise TimeoutError(f"no publish_answer in 30 s; websocket {'closed' if closed else 'open'}; "
+                               f"latest messages: {self.seen}") from None  # fmt: skip
         common.assert_loopback_sdp(answer)
         await pc.setRemoteDescription(RTCSessionDescription(numbering.to_aiortc(answer), "answer"))
         deadline = asyncio.get_running_loop().time() + CONNECT_TIMEOUT
@@ -218,7 +248,6 @@ class SyntheticMember:
 
     async def _on_offer(self, data: dict[str, Any]) -> None:
         common.assert_loopback_sdp(data["sdp"])
-        first = self.subscribe_pc is None
         if self.subscribe_pc is None:
             self.subscribe_pc = RTCPeerConnection(configuration())
             self.reception = Reception(self.subscribe_pc, self.latency, self.decode, len(self.media.camera.frames))
@@ -234,10 +263,10 @@ class SyntheticMember:
             await pc.setRemoteDescription(RTCSessionDescription(data["sdp"], "offer"))
             await pc.setLocalDescription(await pc.createAnswer())
             answer = pc.localDescription.sdp
-            if first:
-                self._first_answer = answer
+            if transport_lines(answer) is not None:  # the first answer with an m-line: a template from now on
+                self._first_answer = self._first_answer or answer
         common.assert_loopback_sdp(answer)
-        if first:
+        if reception.dtls is None and pc.getTransceivers():  # (an offer may come before any m-line)
             reception.after_first_description()
         if self.decode:
             self.decode_cameras(self.decode_from)
@@ -275,6 +304,8 @@ class SyntheticMember:
                 await pc.close()
         if self._reader is not None:
             self._reader.cancel()
+        for task in list(self._offer_tasks):
+            task.cancel()
         if self.ws is not None:
             await self.ws.close()
         if self.session is not None:

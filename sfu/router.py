@@ -124,6 +124,11 @@ class Router(WorkerLinks, AsyncIOEventEmitter):
         transport = self.transports.get(transport_id)
         return transport is not None and transport.connected
 
+    def transport_was_connected(self, transport_id: str) -> bool:
+        """The transport has been connected once (it may have failed since)."""
+        transport = self.transports.get(transport_id)
+        return transport is not None and transport.was_connected
+
     def last_activity(self, transport_id: str) -> float | None:
         transport = self.transports.get(transport_id)
         return None if transport is None else transport.last_activity
@@ -373,4 +378,3 @@ class Router(WorkerLinks, AsyncIOEventEmitter):
         if not isinstance(transport, RecvTransport):
             raise NegotiationError("not_ready", f"no subscribing transport {transport_id}")
         return transport
-

@@ -48,6 +48,7 @@ class Transport:
         self.last_activity = time.monotonic()
         self.on_failed: Callable[[Transport], object] | None = None
         self._task: asyncio.Task[None] | None = None
+        self.was_connected = False  # connected once (ICE and DTLS up), whatever its state now
         self.pc.on("connectionstatechange", self._on_state)
 
     def _on_state(self) -> None:
@@ -55,6 +56,7 @@ class Transport:
         if state in ("failed", "closed") and self.on_failed is not None and not self.closed:
             self.on_failed(self)  # closed without us closing it: ICE consent expired
         elif state == "connected":
+            self.was_connected = True
             self.on_connected()
 
     def on_connected(self) -> None:
@@ -153,6 +155,7 @@ class SendTransport(Transport):
             self._send_rtcp = glue.make_sender(dtls, rtcp=True)
             self.feedback_ssrc = glue.sender_ssrc(transceivers[0])
         self._start_ticking()
+        self.last_activity = time.monotonic()  # no media can come before the answer: silence counts from now
         return as_announced(improve_answer(self.pc.localDescription.sdp, self.bitrate_caps)), usable
 
     def add_producer(self, producer: Producer) -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _connection_ids = itertools.count(1)
+CONNECT_ALLOWANCE_S = 20.0  # extra seconds of silence for a publishing connection not yet connected
 
 
 class Session:
@@ -305,8 +306,8 @@ class Session:
     async def _watch_media(self) -> None:
         """Drop a member whose publishing connection went silent (tab killed, network lost).
 
-        Silence counts once the member publishes, whatever aiortc thinks of the
-        connection: an ICE consent failure can leave it neither failed nor closed.
+        Silence counts from the publishing answer, whatever aiortc thinks of the connection
+        afterwards: an ICE consent failure can leave it neither failed nor closed.
         """
         assert self.sitting is not None
         timeout = self.hub.settings.media.rtcp_silence_timeout
@@ -316,7 +317,11 @@ class Session:
             last = router.last_activity(self.send_transport_id)
             if last is None:
                 return
-            if router.is_publishing(self.send_transport_id) and time.monotonic() - last > timeout:
+            # until its connection first comes up (ICE, DTLS: seconds on a slow link or a busy
+            # server), a publisher gets CONNECT_ALLOWANCE_S more
+            up = router.transport_was_connected(self.send_transport_id)
+            limit = timeout if up else timeout + CONNECT_ALLOWANCE_S
+            if router.is_publishing(self.send_transport_id) and time.monotonic() - last > limit:
                 log.info("connection %d: no media for %.0f s", self.number, timeout)
                 self.close_soon("media silent")
                 await self.ws.close()

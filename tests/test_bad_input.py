@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -159,9 +160,12 @@ async def test_a_member_whose_media_goes_silent_is_dropped_and_others_stay(serve
     await stayer.publish(video=False)
     await lost.join()
     await lost.publish(video=False)
-    await wait_for(lambda: len(stayer.received.get(lost.me or "", _Nothing).counters) == 0 and lost.me in stayer.participants)
+    router = server.router
+    await wait_for(lambda: lost.me in stayer.participants and any(
+        p.packets_in > 0 for pid, p in router.producers.items() if router.owners.get(pid) == lost.me
+    ))  # fmt: skip
     assert lost.publish_pc is not None
-    # the network is gone: the client's UDP sockets stop, nothing says goodbye, the WebSocket stays
+    # its media flowed; now the network is gone: the client's UDP sockets stop, nothing says goodbye, the WebSocket stays
     ice = lost.publish_pc.getTransceivers()[0].sender.transport.transport
     for protocol in ice._connection._protocols:
         protocol.transport.close()
@@ -173,6 +177,22 @@ async def test_a_member_whose_media_goes_silent_is_dropped_and_others_stay(serve
     assert server.router.counts()["producers"] == 1
     await stayer.close()
     await lost.close()
+
+
+async def test_a_member_who_publishes_long_after_joining_is_not_taken_for_silent(server) -> None:  # type: ignore[no-untyped-def]
+    """Silence counts from the publishing answer (2 s here), not from the join."""
+    stayer = Peer(server.base_url, server.token("Reste"), "red", 440)
+    late = Peer(server.base_url, server.token("Tardif"), "blue", 880)
+    await stayer.join()
+    await late.join()
+    await asyncio.sleep(3.0)  # reading the agenda before turning the microphone on
+    await late.publish(video=False)
+    await asyncio.sleep(3.0)
+    assert late.me in stayer.participants
+    journal = server.hub.sittings["demo"].journal
+    assert not any(e.type == "connection_lost" for e in journal.entries("demo"))
+    await stayer.close()
+    await late.close()
 
 
 async def test_a_bundle_group_naming_a_missing_m_line_is_refused(server, member) -> None:  # type: ignore[no-untyped-def]
