@@ -303,7 +303,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after joining, before measuring")
     parser.add_argument("--decoders", type=int, default=2, help="members that decode the chair's camera")
     parser.add_argument("--video-bitrate", type=int, default=500_000, help="synthetic VP8 clip bitrate")
-    parser.add_argument("--concurrency", type=int, default=4, help="members joining at once (over all load generators)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="members joining at once (over all load generators); every join re-offers every member",
+    )
     parser.add_argument(
         "--loadgens",
         default="auto",
