@@ -16,6 +16,14 @@ the :class:`UdpMux` of that socket routes to it. A datagram from ``addr`` goes
   96-bit transaction id nobody else saw);
 * nowhere else: it is dropped and counted.
 
+The socket is drained at each turn of the event loop (up to :data:`DRAIN_PER_TURN`
+datagrams), not read at the loop's pace (asyncio reads one datagram per turn, uvloop 32).
+With a socket per connection every ready socket is read at each turn, so a joining
+connection's checks and handshake, or a consent answer, never wait behind the others'
+media; routing only queues a datagram for its connection, so draining is cheap. Read at
+the loop's pace, the shared queue held megabytes during a join storm: joining members were
+cut for silence before their handshake went through, consent checks (0.5 s) timed out.
+
 Closing a muxed transport removes everything routed to it. Nothing here knows aioice:
 sfu/aiortc_glue.py attaches its protocols, and sends SRTP through the socket's
 :class:`~sfu.udp_batch.UdpBatch` (one ``sendmmsg`` for the legs one packet goes to) when
@@ -25,7 +33,9 @@ there is one.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import secrets
 import socket
 import string
@@ -48,6 +58,9 @@ SOCKET_BUFFER = 4 * 1024 * 1024  # all the media of the server go through it (ca
 TRANSACTIONS_PER_CONNECTION = 64  # requests in flight remembered per connection (checks, consent)
 UFRAG_CHARACTERS = string.ascii_letters + string.digits
 UFRAG_LENGTH = 8  # a fresh ufrag replacing a clashing one (aioice draws 4 characters)
+DRAIN_PER_TURN = 1024  # datagrams read per turn of the event loop besides the one it hands over
+RECEIVE_SIZE = 65536  # the largest datagram read whole (the loops read as much)
+_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 def stun_class(data: bytes) -> int | None:
@@ -143,6 +156,9 @@ class UdpMux(asyncio.DatagramProtocol):
         self.sockname: tuple[Any, ...] = ("", 0)
         self.batch: UdpBatch | None = None  # sendmmsg on the socket, where available
         self._socket: asyncio.DatagramTransport | None = None
+        self._reader: socket.socket | None = None  # the same socket, for draining it (a duplicate descriptor)
+        self._buffer = memoryview(bytearray(RECEIVE_SIZE))
+        self._drained = False  # drained during this turn of the loop
 
     async def bind(self, address: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -154,6 +170,10 @@ class UdpMux(asyncio.DatagramProtocol):
             if udp_batch.available():
                 sending = cast(udp_batch.SocketTransport, transport)  # both loops' have get_write_buffer_size
                 self.batch = UdpBatch(sending, sock.family, self.error_received)
+            reader = socket.socket(sock.family, socket.SOCK_DGRAM, 0, os.dup(sock.fileno()))
+            if not _MSG_DONTWAIT:
+                reader.setblocking(False)  # the loop's socket already is: same open file
+            self._reader = reader
         self.sockname = transport.get_extra_info("sockname")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -161,6 +181,7 @@ class UdpMux(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._socket = None
+        self._close_reader()
         if self.batch is not None:
             self.batch.close()
         for transport in [t for ts in self.by_ufrag.values() for t in ts]:
@@ -172,8 +193,14 @@ class UdpMux(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.batch is not None:
             self.batch.close()  # before the descriptor goes (a later one may get its number)
+        self._close_reader()
         if self._socket is not None:
             self._socket.close()
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()  # the duplicate only: the port is free once the loop closes its own
+            self._reader = None
 
     # ------------------------------------------------------------------ connections
 
@@ -232,6 +259,33 @@ class UdpMux(asyncio.DatagramProtocol):
         self._socket.sendto(data, addr)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self._deliver(data, addr)
+        if not self._drained and self._reader is not None:
+            self._drain(self._reader)
+
+    def _drain(self, reader: socket.socket) -> None:
+        """Route what else the kernel queued, in order, so nobody's datagram waits behind the others'."""
+        self._drained = True
+        asyncio.get_running_loop().call_soon(self._next_turn)
+        buffer = self._buffer
+        for _ in range(DRAIN_PER_TURN):
+            if self._socket is None:
+                return  # a connection closed the socket meanwhile
+            try:
+                size, addr = reader.recvfrom_into(buffer, RECEIVE_SIZE, _MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno == errno.EBADF:
+                    return
+                self.error_received(exc)  # e.g. an ICMP error, as the loop's transport reports it
+                continue
+            self._deliver(bytes(buffer[:size]), addr)  # one copy
+
+    def _next_turn(self) -> None:
+        self._drained = False
+
+    def _deliver(self, data: bytes, addr: tuple[Any, ...]) -> None:
         remote = (addr[0], addr[1])
         target = self.route(data, remote)
         if target is None:
