@@ -11,7 +11,6 @@ import sqlite3
 import stat
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,16 +18,12 @@ from config import Settings
 from signaling.app import HUB
 from signaling.cli import main as hemicycle
 from signaling.journal import Entry, Journal
+from tests.commands import command
 from tests.peers import Peer
 from tests.servers import start_app
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = "load-test"  # a sitting of the journal the servers do not hold: only appended to
-
-
-async def command(peer: Peer, message: dict[str, Any]) -> None:
-    await peer.send(message)
-    await asyncio.sleep(0.2)
 
 
 async def keep_appending(journal: Journal, stop: asyncio.Event, appended: list[Entry]) -> None:
@@ -71,10 +66,14 @@ async def test_backup_while_serving_then_restore_and_replay(tmp_path: Path, caps
         for peer in peers:
             await peer.join()
         chair, a, b, c = peers
-        await command(c, {"type": "give_proxy", "holder_id": b.me})
-        await command(chair, {"type": "open_vote", "question": "Adopter le budget ?"})
-        await command(a, {"type": "cast_vote", "choice": "for"})
-        await command(b, {"type": "cast_vote", "choice": "against"})
+        state = hub.sittings["demo"].state
+        await command(c, {"type": "give_proxy", "holder_id": b.me}, lambda: state.proxies == {c.me: b.me})
+        await command(
+            chair, {"type": "open_vote", "question": "Adopter le budget ?"}, lambda: state.open_vote is not None
+        )
+        ballots = lambda: state.open_vote.ballots if state.open_vote else {}  # noqa: E731
+        await command(a, {"type": "cast_vote", "choice": "for"}, lambda: a.me in ballots())
+        await command(b, {"type": "cast_vote", "choice": "against"}, lambda: b.me in ballots())
         journal = hub.sittings["demo"].journal
         demo_entries = journal.entries("demo")
         appender = asyncio.get_running_loop().create_task(keep_appending(journal, stop, appended))
@@ -82,8 +81,17 @@ async def test_backup_while_serving_then_restore_and_replay(tmp_path: Path, caps
         started_at = len(appended)
         # the command an operator runs, in its own process, while the server appends every few ms
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "signaling.cli", "backup", "--data-dir", str(data), "--out", str(tmp_path / "backup"),
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "signaling.cli",
+            "backup",
+            "--data-dir",
+            str(data),
+            "--out",
+            str(tmp_path / "backup"),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await process.communicate()
         finished_at = len(appended)
@@ -107,7 +115,9 @@ async def test_backup_while_serving_then_restore_and_replay(tmp_path: Path, caps
     assert files["journal.sqlite3"]["method"] == "sqlite-online-backup"
     assert {"secret.key", "journal-key.pem", "recordings/seg-0001.webm"} <= set(files)
     assert not [p for p in files if p.endswith(("-wal", "-shm"))]
-    assert {"path": "recordings/seg-0002.webm.part", "reason": "recording segment still being written"} in manifest["skipped"]
+    assert {"path": "recordings/seg-0002.webm.part", "reason": "recording segment still being written"} in manifest[
+        "skipped"
+    ]
     assert mode(backup / "secret.key") == mode(backup / "journal-key.pem") == 0o600
     assert files["secret.key"]["mode"] == files["journal-key.pem"]["mode"] == "0600"
     assert mode(backup) == 0o700 and mode(archive) == 0o600

@@ -10,6 +10,7 @@ import pytest
 
 from config import Settings
 from signaling.app import HUB
+from tests.commands import command, refused
 from tests.peers import Peer
 from tests.servers import start_app
 from tests.test_media_relay import wait_for
@@ -21,11 +22,6 @@ def last(peer: Peer, kind: str) -> dict[str, Any]:
     return next(m for m in reversed(peer.messages) if m["type"] == kind)
 
 
-async def command(peer: Peer, message: dict[str, Any]) -> None:
-    await peer.send(message)
-    await asyncio.sleep(0.2)
-
-
 async def test_a_client_ignoring_its_mute_is_not_heard(server) -> None:  # type: ignore[no-untyped-def]
     chair = Peer(server.base_url, server.token("Maire", role="chair"), "red", 440)
     loud = Peer(server.base_url, server.token("Bavard"), "green", 660)
@@ -34,11 +30,16 @@ async def test_a_client_ignoring_its_mute_is_not_heard(server) -> None:  # type:
         for peer in (chair, loud, listener):
             await peer.join()
             await peer.publish(video=False)
-        await wait_for(lambda: listener.received.get(loud.me or "") is not None and listener.received[loud.me or ""].audio_frames > 50)
-        mic = next(p for p in server.router.producers.values() if server.router.owners[p.id] == loud.me and p.kind == "audio")
+        await wait_for(
+            lambda: (
+                listener.received.get(loud.me or "") is not None and listener.received[loud.me or ""].audio_frames > 50
+            )
+        )
+        mic = next(
+            p for p in server.router.producers.values() if server.router.owners[p.id] == loud.me and p.kind == "audio"
+        )
         # the chair mutes: the browser is never asked; it keeps sending (aiortc peer ignores it)
-        await command(chair, {"type": "mute", "participant_id": loud.me, "source": "mic"})
-        assert mic.paused
+        await command(chair, {"type": "mute", "participant_id": loud.me, "source": "mic"}, lambda: mic.paused)
         sent_before = {c: c.packets_out for c in mic.consumers}
         incoming_before = mic.packets_in
         await asyncio.sleep(0.5)  # frames already in flight or in the jitter buffer
@@ -51,12 +52,14 @@ async def test_a_client_ignoring_its_mute_is_not_heard(server) -> None:  # type:
         state = last(listener, "participant_updated")
         assert state["participant"]["sources"][0] == {"source": "mic", "muted": True}
         # a member may not lift the chair's mute once the chair forbids it
-        await command(chair, {"type": "set_self_unmute", "allowed": False})
-        await command(loud, {"type": "set_muted", "source": "mic", "muted": False})
-        assert last(loud, "error")["code"] == "forbidden" and mic.paused
+        sitting = server.hub.sittings["demo"]
+        await command(
+            chair, {"type": "set_self_unmute", "allowed": False}, lambda: not sitting.state.self_unmute_allowed
+        )
+        error = await refused(loud, {"type": "set_muted", "source": "mic", "muted": False})
+        assert error["code"] == "forbidden" and mic.paused
         # the chair gives the floor: unmuted
-        await command(chair, {"type": "give_floor", "participant_id": loud.me})
-        assert not mic.paused
+        await command(chair, {"type": "give_floor", "participant_id": loud.me}, lambda: not mic.paused)
     finally:
         for peer in (chair, loud, listener):
             await peer.close()
@@ -69,10 +72,8 @@ async def test_councillor_cannot_run_the_sitting_and_public_cannot_vote(server) 
         await member.join()
         await viewer.join()
         for message in ({"type": "mute", "participant_id": viewer.me}, {"type": "open_vote", "question": "?"}):
-            await command(member, message)
-            assert last(member, "error")["code"] == "forbidden"
-        await command(viewer, {"type": "raise_hand"})
-        assert last(viewer, "error")["code"] == "forbidden"
+            assert (await refused(member, message))["code"] == "forbidden"
+        assert (await refused(viewer, {"type": "raise_hand"}))["code"] == "forbidden"
         journal = server.hub.sittings["demo"].journal
         assert not [e for e in journal.entries("demo") if e.type in ("muted", "vote_opened", "hand_raised")]
     finally:
@@ -90,11 +91,15 @@ async def test_a_restart_mid_sitting_keeps_roll_proxies_votes_and_journal(tmp_pa
     for peer in peers:
         await peer.join()
     chair, a, b, c = peers
-    await command(c, {"type": "give_proxy", "holder_id": b.me})
-    await command(chair, {"type": "set_item", "item_id": "2"})
-    await command(chair, {"type": "open_vote", "question": "Adopter la subvention ?"})
-    await command(a, {"type": "cast_vote", "choice": "for"})
-    await command(b, {"type": "cast_vote", "choice": "against"})
+    state = hub.sittings["demo"].state
+    await command(c, {"type": "give_proxy", "holder_id": b.me}, lambda: state.proxies == {c.me: b.me})
+    await command(chair, {"type": "set_item", "item_id": "2"}, lambda: state.current_item == "2")
+    await command(
+        chair, {"type": "open_vote", "question": "Adopter la subvention ?"}, lambda: state.open_vote is not None
+    )
+    ballots = lambda: state.open_vote.ballots if state.open_vote else {}  # noqa: E731
+    await command(a, {"type": "cast_vote", "choice": "for"}, lambda: a.me in ballots())
+    await command(b, {"type": "cast_vote", "choice": "against"}, lambda: b.me in ballots())
     before = [(e.seq, e.type, e.hash) for e in hub.sittings["demo"].journal.entries("demo")]
     for peer in peers:
         await peer.close()
@@ -113,9 +118,11 @@ async def test_a_restart_mid_sitting_keeps_roll_proxies_votes_and_journal(tmp_pa
     peers = [Peer(base, t) for t in tokens]
     for peer in peers[:3]:
         await peer.join()
-    await command(peers[2], {"type": "cast_vote", "choice": "against", "on_behalf_of": c.me})
-    await command(peers[0], {"type": "cast_vote", "choice": "for"})
-    await command(peers[0], {"type": "close_vote"})
+    await command(
+        peers[2], {"type": "cast_vote", "choice": "against", "on_behalf_of": c.me}, lambda: c.me in vote.ballots
+    )
+    await command(peers[0], {"type": "cast_vote", "choice": "for"}, lambda: peers[0].me in vote.ballots)
+    await command(peers[0], {"type": "close_vote"}, lambda: state.votes[-1].result is not None)
     result = state.votes[-1].result
     assert result is not None and (result["votes_for"], result["votes_against"]) == (2, 2)
     assert result["adopted"] is True and result["casting_vote"] is True  # the chair's vote prevails
@@ -132,8 +139,13 @@ async def test_a_closed_session_cuts_the_public_off_and_reopening_restores_it(se
         await chair.join()
         await chair.publish(video=False)
         await viewer.join()
-        await wait_for(lambda: viewer.received.get(chair.me or "") is not None and viewer.received[chair.me or ""].audio_frames > 20)
-        await command(chair, {"type": "closed_session", "closed": True})
+        await wait_for(
+            lambda: (
+                viewer.received.get(chair.me or "") is not None and viewer.received[chair.me or ""].audio_frames > 20
+            )
+        )
+        sitting = server.hub.sittings["demo"]
+        await command(chair, {"type": "closed_session", "closed": True}, lambda: sitting.state.closed_session)
         await asyncio.sleep(0.5)
         heard = viewer.received[chair.me or ""].audio_frames
         await late_viewer.join()  # arrives during the closed session
@@ -141,7 +153,7 @@ async def test_a_closed_session_cuts_the_public_off_and_reopening_restores_it(se
         assert viewer.received[chair.me or ""].audio_frames == heard
         assert late_viewer.received.get(chair.me or "") is None
         assert last(viewer, "sitting_state")["closed_session"] is True
-        await command(chair, {"type": "closed_session", "closed": False})
+        await command(chair, {"type": "closed_session", "closed": False}, lambda: not sitting.state.closed_session)
         await wait_for(lambda: viewer.received[chair.me or ""].audio_frames > heard + 20)
         await wait_for(lambda: late_viewer.received.get(chair.me or "") is not None)
         kinds = [e.type for e in server.hub.sittings["demo"].journal.entries("demo")]
@@ -158,9 +170,16 @@ async def test_active_speaker_follows_the_voice_and_a_muted_member_is_never_it(s
         for peer in (chair, speaker):
             await peer.join()
             await peer.publish(video=False)
-        await wait_for(lambda: any(m["type"] == "active_speaker" and m["participant_id"] == speaker.me for m in chair.messages))
+        await wait_for(
+            lambda: any(m["type"] == "active_speaker" and m["participant_id"] == speaker.me for m in chair.messages)
+        )
         assert not any(m["type"] == "active_speaker" and m["participant_id"] == chair.me for m in speaker.messages)
-        await command(chair, {"type": "mute", "participant_id": speaker.me})
+        mic = next(
+            p
+            for p in server.router.producers.values()
+            if server.router.owners[p.id] == speaker.me and p.kind == "audio"
+        )
+        await command(chair, {"type": "mute", "participant_id": speaker.me}, lambda: mic.paused)
         await wait_for(lambda: last(chair, "active_speaker")["participant_id"] is None, timeout=5)
         await asyncio.sleep(1.5)
         assert last(chair, "active_speaker")["participant_id"] is None  # still talking, but muted
@@ -175,8 +194,9 @@ async def test_a_member_back_within_the_grace_period_never_left_even_if_the_sitt
     member = Peer(server.base_url, token)
     await chair.join()
     await member.join()
-    await command(member, {"type": "raise_hand"})
-    await command(chair, {"type": "lock", "locked": True})
+    state = server.hub.sittings["demo"].state
+    await command(member, {"type": "raise_hand"}, lambda: [h.seat for h in state.hands] == [member.me])
+    await command(chair, {"type": "lock", "locked": True}, lambda: state.locked)
     seat = member.me
     await member.close()  # the network drops: no leave message
     await asyncio.sleep(0.5)

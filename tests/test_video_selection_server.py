@@ -96,11 +96,17 @@ async def test_the_limit_the_ranking_and_the_members_own_choice(server) -> None:
         assert _last_selection(watcher) == (1, {chloe.me})
 
         # Chloé turns her camera off: the limit goes to a camera that is on (the chair's).
+        held_back = len(watcher.received[chair.me].counters)  # frames decoded before it was held back
         await chloe.send({"type": "set_muted", "source": "camera", "muted": True})
         await _until_decoding(watcher, publishers, {"red"})
         assert _last_selection(watcher) == (1, {chair.me})
-        counters = watcher.received[chair.me].counters[-15:]
-        assert all(b == a + 1 for a, b in zip(counters, counters[1:])), counters
+        # forwarding resumes on a keyframe, and from there every frame arrives (no gap); the
+        # first frame decoded may be the last one before the hold-back, which aiortc's jitter
+        # buffer only hands over when the next packet (the resumed keyframe) arrives
+        counters = watcher.received[chair.me].counters[held_back:]
+        if len(counters) > 1 and counters[1] != counters[0] + 1:
+            counters = counters[1:]
+        assert len(counters) > 5 and all(b == a + 1 for a, b in zip(counters, counters[1:])), counters
     finally:
         for peer in [*publishers, watcher]:
             await peer.close()
