@@ -175,6 +175,10 @@ class SyntheticMember:
                 task = asyncio.get_running_loop().create_task(self._answer_offer(data))
                 self._offer_tasks.add(task)
                 task.add_done_callback(self._offer_tasks.discard)
+            elif kind == "subscribe_slots":  # slots re-pointed without an offer (sent once it is answered)
+                self.slots = {slot["mid"]: slot for slot in data["slots"]}
+                if self.decode:
+                    self.decode_cameras(self.decode_from)
             elif kind == "video_selection":  # the videos the server forwards to this member
                 self.videos_selected = {v["participant_id"] for v in data["videos"]}
             elif kind == "sitting_state":

@@ -226,16 +226,15 @@ class Router(WorkerLinks, AsyncIOEventEmitter):
     def consume(self, transport_id: str, producer_id: str) -> bool:
         """Point a slot of the receiving transport at a producer.
 
-        Returns True when a new slot was added, i.e. the subscriber needs a new offer.
+        Returns True when the slot is in no offer yet, i.e. the subscriber needs a new offer;
+        False when a negotiated slot was re-pointed: the new slot table (:meth:`slot_table`) is enough.
         """
         transport = self._recv_transport(transport_id)
         producer = self.producers.get(producer_id) or self.injected[producer_id]
         if any(s.consumer is not None and s.consumer.producer is producer for s in transport.slots):
             return False
-        slot = transport.free_slot(producer.kind)
-        added = slot is None
-        if slot is None:
-            slot = transport.add_slot(producer.kind)
+        slot = transport.free_slot(producer.kind) or transport.grow(producer.kind)
+        added = not slot.mid
         consumer = Consumer(f"{transport_id}-c{next(self._ids)}", producer, slot, transport.send)
         consumer.on_close.append(self.totals.retire_consumer)
         consumer.paused = self._held_back(transport, consumer)
@@ -309,6 +308,11 @@ class Router(WorkerLinks, AsyncIOEventEmitter):
 
     async def subscribe_answer(self, transport_id: str, revision: int, sdp: str) -> None:
         await self._recv_transport(transport_id).accept_answer(revision, sdp)
+
+    def slot_table(self, transport_id: str) -> tuple[int, list[SlotInfo]]:
+        """What each negotiated slot carries now, and the revision of the offer that made them."""
+        transport = self._recv_transport(transport_id)
+        return transport.revision, self._slot_table(transport.negotiated_slots())
 
     def _slot_table(self, slots: list[Slot]) -> list[SlotInfo]:
         table = []

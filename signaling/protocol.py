@@ -170,6 +170,16 @@ class SubscribeOffer(_Message):
     slots: list[Slot]
 
 
+class SubscribeSlots(_Message):
+    """The slot table alone: slots of the current connection re-pointed (a member arrived and took
+    a free slot, or left and freed one) without a new offer. ``revision`` is the offer the slots
+    come from; a client that has not answered that offer yet keeps waiting for it."""
+
+    type: Literal["subscribe_slots"] = "subscribe_slots"
+    revision: int
+    slots: list[Slot]
+
+
 class VideoRef(_Message):
     participant_id: str
     source: Source
@@ -224,6 +234,7 @@ ServerMessage = Annotated[
     | ParticipantLeft
     | PublishAnswer
     | SubscribeOffer
+    | SubscribeSlots
     | VideoSelection
     | ActiveSpeaker
     | SittingState

@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ValidationError
 
 from sfu.errors import NegotiationError
+from sfu.router import SlotInfo
 
 from . import protocol as p
 from .assembly import Refused
@@ -56,6 +57,7 @@ class Session:
         self.send_transport_id = f"c{self.number}-send"
         self.recv_transport_id = f"c{self.number}-recv"
         self._renegotiate_wanted = False
+        self._slots_wanted = False  # the slot table changed without a new m-line (update_slots)
         self._negotiating = False
         self._closing: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -202,6 +204,8 @@ class Session:
             self._negotiating = False
             if self._renegotiate_wanted:
                 self.renegotiate()
+            elif self._slots_wanted:
+                self.update_slots()
         elif isinstance(message, p.Leave):
             self._left_cleanly = True
             self.close_soon("left")
@@ -282,20 +286,31 @@ class Session:
             self._negotiating = True
             self._spawn(self._offer())
 
+    def update_slots(self) -> None:
+        """Tell the subscriber what its slots carry now (no new m-line: no offer). During a
+        negotiation the table waits for the answer: the offer's own table may be stale by then."""
+        self._slots_wanted = True
+        if self._negotiating or self._closing is not None or self.sitting is None:
+            return
+        router = self.sitting.router
+        if not router.has_transport(self.recv_transport_id):
+            return
+        self._slots_wanted = False
+        revision, table = router.slot_table(self.recv_transport_id)
+        if revision:  # before the first offer there is nothing to re-point
+            self.send(p.SubscribeSlots(revision=revision, slots=_slots(table)))
+
     async def _offer(self) -> None:
         assert self.sitting is not None
         self._renegotiate_wanted = False
+        self._slots_wanted = False
         router = self.sitting.router
         try:
             if not router.has_transport(self.recv_transport_id):
                 self._negotiating = False
                 return
             info = await router.subscribe_offer(self.recv_transport_id)
-            slots = [
-                p.Slot(mid=s.mid, kind=s.kind, participant_id=s.owner, source=s.source)  # type: ignore[arg-type]
-                for s in info.slots
-            ]
-            self.send(p.SubscribeOffer(revision=info.revision, sdp=info.sdp, slots=slots))
+            self.send(p.SubscribeOffer(revision=info.revision, sdp=info.sdp, slots=_slots(info.slots)))
         except Exception:
             # never leave the member without further offers: the next change retries
             self._negotiating = False
@@ -342,3 +357,10 @@ class Session:
             task.cancel()
         if self.sitting is not None and self.seat is not None:
             await self.sitting.detach(self.seat, self, "left" if self._left_cleanly else "lost")
+
+
+def _slots(table: list[SlotInfo]) -> list[p.Slot]:
+    return [
+        p.Slot(mid=s.mid, kind=s.kind, participant_id=s.owner, source=s.source)  # type: ignore[arg-type]
+        for s in table
+    ]

@@ -318,8 +318,10 @@ class Sitting:
         for seat in self.seats.values():
             session = seat.session
             if session is not None and seat.id != info.owner and session.media_ready:
-                self.router.consume(session.recv_transport_id, info.id)
-                session.renegotiate()
+                if self.router.consume(session.recv_transport_id, info.id):
+                    session.renegotiate()  # a new block of slots: a new offer
+                else:
+                    session.update_slots()  # a free slot re-pointed: the slot table is enough
         self.sync_videos()
         self._notify([])
 
@@ -331,7 +333,7 @@ class Sitting:
             self.broadcast(p.ParticipantUpdated(participant=self.participant(owner)))
         for seat in self.seats.values():
             if seat.session is not None and seat.id != info.owner and seat.session.media_ready:
-                seat.session.renegotiate()
+                seat.session.update_slots()  # its slot is free now: no new offer
         self.sync_videos()
         self._notify([])
 

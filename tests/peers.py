@@ -181,6 +181,8 @@ class Peer:
                 self.answered.set()
             elif kind == "subscribe_offer":
                 await self._on_offer(data)
+            elif kind == "subscribe_slots":  # slots re-pointed without a new offer
+                self.slots = {s["mid"]: s for s in data["slots"]}
             elif kind in ("participant_joined", "participant_updated"):
                 self.participants[data["participant"]["id"]] = data["participant"]
             elif kind == "participant_left":

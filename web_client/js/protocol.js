@@ -352,7 +352,15 @@ export class HemicycleConnection extends EventTarget {
     await waitForIceGathering(pc);
     if (this.closed || gen !== this._gen) return;
     this._send({ type: "subscribe_answer", revision, sdp: pc.localDescription.sdp });
+    this._answeredRevision = revision;
     this._slots.apply(pc, slots || []);
+  }
+
+  /** Slots re-pointed without a new offer (a member arrived or left): the table alone. */
+  _applySlots({ revision, slots }, gen) {
+    if (this.closed || gen !== this._gen || !this.subscribePc) return;
+    if (revision !== this._answeredRevision) return; // a newer offer brings its own table
+    this._slots.apply(this.subscribePc, slots || []);
   }
 
   /** Current remote media, as [{participantId, source, kind, mid, stream}]. */
@@ -451,6 +459,12 @@ export class HemicycleConnection extends EventTarget {
       const gen = this._gen;
       this._subscribeQueue
         .run(() => this._answerSubscribe(message, gen))
+        .catch((error) => this._localError("subscribe_failed", error, gen));
+    },
+    subscribe_slots(message) {
+      const gen = this._gen;
+      this._subscribeQueue
+        .run(async () => this._applySlots(message, gen))
         .catch((error) => this._localError("subscribe_failed", error, gen));
     },
     video_selection(message) {
