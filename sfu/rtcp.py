@@ -44,6 +44,41 @@ def remb(sender_ssrc: int, bitrate: int, media_ssrcs: list[int]) -> bytes:
     return struct.pack("!BBHII", 0x8F, 206, length, sender_ssrc, 0) + fci
 
 
+MAX_RTCP_PACKET = 1100  # bytes of a compound packet of sender reports (below any path's MTU with SRTCP)
+
+
+def sender_reports(reports: list[tuple[int, int, int, int, int]], cname: bytes) -> list[bytes]:
+    """Compound RTCP packets for the streams one connection sends: an SR per SSRC (RFC 8108
+    section 5.3 allows several in one compound packet), then an SDES (CNAME) per SSRC.
+
+    ``reports``: (ssrc, ntp, rtp timestamp, packets, octets). As few packets as fit in
+    ``MAX_RTCP_PACKET`` bytes (16 streams with a 36-byte CNAME): a subscriber's connection sends
+    one or two a second, not one per m-line.
+    """
+    parts = []
+    for ssrc, ntp, ts, count, octets in reports:
+        sr = struct.pack(
+            "!BBHIIIIII", 0x80, 200, 6, ssrc, (ntp >> 32) & 0xFFFFFFFF, ntp & 0xFFFFFFFF,
+            ts & 0xFFFFFFFF, count & 0xFFFFFFFF, octets & 0xFFFFFFFF,
+        )  # fmt: skip
+        # one SDES per stream: aiortc's parser misreads the chunks after the first of an SDES
+        item = struct.pack("!IBB", ssrc, 1, len(cname)) + cname
+        item += b"\0" * (4 - len(item) % 4)  # the end of the item list, padded to 32 bits
+        parts.append((sr, struct.pack("!BBH", 0x81, 202, len(item) // 4) + item))
+    packets: list[bytes] = []
+    group: list[tuple[bytes, bytes]] = []
+    size = 0
+    for sr, sdes in parts:
+        if group and size + len(sr) + len(sdes) > MAX_RTCP_PACKET:
+            packets.append(b"".join([r for r, _ in group] + [d for _, d in group]))
+            group, size = [], 0
+        group.append((sr, sdes))
+        size += len(sr) + len(sdes)
+    if group:
+        packets.append(b"".join([r for r, _ in group] + [d for _, d in group]))
+    return packets
+
+
 class ReceiveStats:
     """Reception statistics of one incoming stream (RFC 3550 appendix A)."""
 

@@ -255,6 +255,7 @@ class RecvTransport(Transport):
         self.revision = 0
         self.pending_revision: int | None = None
         self.sink = glue.SrtpSender()  # sends nothing until the answer is applied (accept_answer)
+        self._send_rtcp: glue.SrtpSender | None = None  # sender reports (tick), once negotiated
 
     def free_slot(self, kind: str) -> Slot | None:
         for slot in self.slots:
@@ -368,6 +369,8 @@ class RecvTransport(Transport):
             dtls = glue.dtls_of(transceivers[0])
             self.sink.attach(dtls)
             dtls.rtcp_tap = self._on_rtcp
+            if self._send_rtcp is None:
+                self._send_rtcp = glue.make_sender(dtls, rtcp=True)
         self._start_ticking()
 
     def _on_rtcp(self, data: bytes) -> None:
@@ -380,11 +383,17 @@ class RecvTransport(Transport):
                         slot.on_rtcp("pli", None)
 
     def tick(self, rounds: int) -> None:
-        if rounds % 10 != 0:
+        """Every second: a sender report for each slot that forwards media (lip-sync, RTT)."""
+        if rounds % 10 != 0 or self._send_rtcp is None:
             return
+        reports = []
         for slot in self.slots:
             consumer = slot.consumer
-            if consumer is not None:
+            if consumer is not None and consumer.active and slot.writer is not None:
                 sr = consumer.translated_sr()
                 if sr is not None:
-                    glue.set_sender_report(slot.handle, *sr)
+                    reports.append((slot.writer.ssrc, *sr))
+        if reports:
+            cname = glue.sender_cname(self.slots[0].handle)
+            for packet in rtcp.sender_reports(reports, cname):
+                self._send_rtcp(packet)

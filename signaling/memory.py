@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECLAIM_EVERY = 5.0  # seconds between two looks at the live transports (and at most one reclaim per look)
+RECLAIM_BUDGET = 0.01  # share of the event loop's time reclaiming may take: after a pause of t, none for t / budget
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -88,24 +89,35 @@ def live_transports(hub: Hub) -> set[str]:
 
 @dataclass
 class Reclaimer:
-    """Reclaim (``reclaim``) after transports have closed, at most once per ``every`` seconds."""
+    """Reclaim (``reclaim``) after transports have closed, at most once per ``every`` seconds,
+    and within ``budget`` of the time: a full collection of a big sitting's heap stops the event
+    loop (and every member's media) for a good fraction of a second; back to back, during a
+    wave of departures, such pauses had members dropped as silent, whose departures called for
+    more collections. After a reclaim of t seconds the next waits t / budget (0.5 s: 50 s)."""
 
     live: Callable[[], Iterable[str]]
     every: float = RECLAIM_EVERY
+    budget: float = RECLAIM_BUDGET
+    clock: Callable[[], float] = time.monotonic
     runs: int = 0
     seconds: float = 0.0  # total time spent reclaiming
     longest_gc: float = 0.0
     longest_trim: float = 0.0
     _seen: frozenset[str] = frozenset()
+    _pending: bool = False  # a transport has gone since the last reclaim
+    _not_before: float = 0.0
 
     def check(self) -> bool:
-        """One look: reclaim if a transport seen last time is gone. True if it reclaimed."""
+        """One look: reclaim if a transport is gone since the last reclaim and the budget
+        allows it now (else at a later look). True if it reclaimed."""
         now = frozenset(self.live())
-        gone = bool(self._seen - now)
+        self._pending = self._pending or bool(self._seen - now)
         self._seen = now
-        if not gone:
+        if not self._pending or self.clock() < self._not_before:
             return False
+        self._pending = False
         collecting, trimming = reclaim()
+        self._not_before = self.clock() + (collecting + trimming) / self.budget
         self.runs += 1
         self.seconds += collecting + trimming
         self.longest_gc = max(self.longest_gc, collecting)

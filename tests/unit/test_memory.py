@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import sys
 import weakref
 from types import SimpleNamespace
@@ -58,7 +59,8 @@ def test_reclaimer_runs_only_when_a_transport_has_gone(monkeypatch: pytest.Monke
     runs: list[int] = []
     monkeypatch.setattr(memory, "reclaim", lambda: (runs.append(1), (0.001, 0.002))[1])
     live = {"a", "b"}
-    reclaimer = memory.Reclaimer(lambda: set(live))
+    ticks = itertools.count(0.0, 10.0)  # looks 10 s apart: the budget never holds a reclaim back here
+    reclaimer = memory.Reclaimer(lambda: set(live), clock=lambda: next(ticks))
     assert reclaimer.check() is False  # first look
     live.add("c")
     assert reclaimer.check() is False  # a join: nothing to give back
@@ -70,6 +72,23 @@ def test_reclaimer_runs_only_when_a_transport_has_gone(monkeypatch: pytest.Monke
     assert len(runs) == 2 and reclaimer.runs == 2
     assert reclaimer.seconds == pytest.approx(0.006)
     assert reclaimer.longest_gc == 0.001 and reclaimer.longest_trim == 0.002
+
+
+def test_reclaimer_keeps_within_its_budget_and_does_not_forget_a_departure(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[int] = []
+    monkeypatch.setattr(memory, "reclaim", lambda: (runs.append(1), (0.4, 0.1))[1])  # a 0.5 s pause
+    now = [100.0]
+    live = {"a", "b", "c"}
+    reclaimer = memory.Reclaimer(lambda: set(live), budget=0.01, clock=lambda: now[0])
+    assert reclaimer.check() is False
+    live.discard("a")
+    assert reclaimer.check() is True  # the first departure: at once
+    live.discard("b")
+    now[0] += 49.0
+    assert reclaimer.check() is False  # 0.5 s of pause buys 50 s without one
+    now[0] += 1.0
+    assert reclaimer.check() is True  # the departure seen at 149 s is not forgotten
+    assert reclaimer.check() is False and len(runs) == 2
 
 
 def test_warm_up_generates_a_certificate() -> None:

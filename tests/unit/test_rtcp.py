@@ -6,11 +6,20 @@ import struct
 from types import SimpleNamespace
 
 import pytest
-from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpRtpfbPacket, unpack_remb_fci
+from aiortc.rtp import (
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
 
 import sfu.rtcp
 from sfu.producer import Producer, ProducerSpec
-from sfu.rtcp import NackTracker, ReceiveStats, nack, pli, receiver_report, remb
+from sfu.rtcp import NackTracker, ReceiveStats, nack, pli, receiver_report, remb, sender_reports
 from sfu.rtp import read_packet
 
 
@@ -22,6 +31,25 @@ def parse_one(data: bytes) -> object:
 
 
 # ---------------------------------------------------------------- feedback packets
+
+
+@pytest.mark.parametrize("cname", [b"", b"abc", b"{4f0a2b1c-0000}", b"x" * 36, b"x" * 255])
+def test_sender_reports_fill_compound_packets_below_the_mtu(cname: bytes) -> None:
+    reports = [(1000 + i, (0xE000_0000 + i) << 32 | 0x8000_0000, 90_000 * i, 10 * i, 1200 * i) for i in range(20)]
+    packets = sender_reports(reports, cname)
+    parsed = [list(RtcpPacket.parse(packet)) for packet in packets]  # aiortc reads each part's length
+    srs = [p for group in parsed for p in group if isinstance(p, RtcpSrPacket)]
+    assert [(p.ssrc, p.sender_info.ntp_timestamp, p.sender_info.rtp_timestamp) for p in srs] == [r[:3] for r in reports]
+    assert [(p.sender_info.packet_count, p.sender_info.octet_count) for p in srs] == [r[3:] for r in reports]
+    for group in parsed:
+        size = len(group) // 2
+        assert [type(p) for p in group] == [RtcpSrPacket] * size + [RtcpSdesPacket] * size  # a report first
+        sdes = [(c.ssrc, c.items) for p in group[size:] for c in p.chunks]
+        assert sdes == [(p.ssrc, [(1, cname)]) for p in group[:size]]
+    assert all(len(p) % 4 == 0 and len(p) <= sfu.rtcp.MAX_RTCP_PACKET for p in packets)
+    per_stream = 28 + 4 + (6 + len(cname)) // 4 * 4 + 4  # SR; SDES header, CNAME item and its end, padded
+    fit = sfu.rtcp.MAX_RTCP_PACKET // per_stream
+    assert len(packets) == -(-20 // fit)  # as few as fit
 
 
 def test_pli() -> None:
@@ -59,7 +87,9 @@ def test_nack_long_run_and_unsorted_duplicates() -> None:
     assert sorted(p.lost) == [100, 103, 105]  # each asked for exactly once
 
 
-@pytest.mark.parametrize(("bitrate", "exact"), [(100_000, True), (300_000, True), (2_500_000, True), (1_000_001, False)])
+@pytest.mark.parametrize(
+    ("bitrate", "exact"), [(100_000, True), (300_000, True), (2_500_000, True), (1_000_001, False)]
+)
 def test_remb(bitrate: int, exact: bool) -> None:
     p = parse_one(remb(0x55, bitrate, [0xA0, 0xB0]))
     assert isinstance(p, RtcpPsfbPacket)
@@ -183,8 +213,18 @@ def test_nack_tracker_bounded() -> None:
 
 def test_producer_sends_nacks_upstream_and_retries_on_tick() -> None:
     sent: list[bytes] = []
-    spec = ProducerSpec(mid="1", kind="video", source="camera", payload_type=96, clock_rate=90000, codec="vp8",
-                        ssrc=0xA0, rtx_ssrc=None, rtx_payload_type=None, stream_id="s")
+    spec = ProducerSpec(
+        mid="1",
+        kind="video",
+        source="camera",
+        payload_type=96,
+        clock_rate=90000,
+        codec="vp8",
+        ssrc=0xA0,
+        rtx_ssrc=None,
+        rtx_payload_type=None,
+        stream_id="s",
+    )
     producer = Producer("p", spec, 4, 1, sent.append, feedback_ssrc=0x99)
     for seq in (1, 2, 5):
         data = struct.pack("!BBHII", 0x80, 96, seq, 0, 0xA0) + b"\x10\x01"
