@@ -97,10 +97,44 @@ async def _tasks(request: web.Request) -> web.StreamResponse:
     return web.Response(text="\n".join(sorted(out)))
 
 
+async def _subscribers(request: web.Request) -> web.StreamResponse:
+    """Each member's receiving connection: negotiation state, slots, what it forwards (diagnostics)."""
+    if request.remote not in ("127.0.0.1", "::1"):
+        raise web.HTTPNotFound()
+    out = []
+    for sitting in request.app[HUB].sittings.values():
+        for seat in sitting.seats.values():
+            session = seat.session
+            if session is None or not sitting.router.has_transport(session.recv_transport_id):
+                continue
+            transport = sitting.router.transports[session.recv_transport_id]
+            slots = getattr(transport, "slots", [])
+            consumers = [s.consumer for s in slots if s.consumer is not None]
+            out.append({
+                "seat": seat.id,
+                "connected": transport.connected,
+                "revision": getattr(transport, "revision", None),
+                "pending_revision": getattr(transport, "pending_revision", None),
+                "negotiating": session._negotiating,
+                "renegotiate_wanted": session._renegotiate_wanted,
+                "slots_wanted": session._slots_wanted,
+                "slots": len(slots),
+                "negotiated": sum(1 for s in slots if s.mid),
+                "configured": sum(1 for s in slots if s.writer is not None),
+                "consumers": len(consumers),
+                "active": sum(1 for c in consumers if c.active),
+                "paused": sum(1 for c in consumers if c.paused),
+                "waiting_sync": sum(1 for c in consumers if c.waiting_sync),
+                "packets_out": sum(c.packets_out for c in consumers),
+            })  # fmt: skip
+    return web.json_response(out)
+
+
 def _create_app_with_stats(settings: Any) -> web.Application:
     app = create_app(settings)
     app.router.add_get("/bench/stats", _stats)
     app.router.add_get("/bench/tasks", _tasks)
+    app.router.add_get("/bench/subscribers", _subscribers)
     return app
 
 
