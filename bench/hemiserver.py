@@ -130,11 +130,24 @@ async def _subscribers(request: web.Request) -> web.StreamResponse:
     return web.json_response(out)
 
 
+async def _objects(request: web.Request) -> web.StreamResponse:
+    """The GC-tracked objects by type, most numerous first (what a full collection walks)."""
+    if request.remote not in ("127.0.0.1", "::1"):
+        raise web.HTTPNotFound()
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        counts[name] = counts.get(name, 0) + 1
+    top = sorted(counts.items(), key=lambda item: -item[1])[:40]
+    return web.json_response({"total": sum(counts.values()), "frozen": gc.get_freeze_count(), "top": top})
+
+
 def _create_app_with_stats(settings: Any) -> web.Application:
     app = create_app(settings)
     app.router.add_get("/bench/stats", _stats)
     app.router.add_get("/bench/tasks", _tasks)
     app.router.add_get("/bench/subscribers", _subscribers)
+    app.router.add_get("/bench/objects", _objects)
     return app
 
 
