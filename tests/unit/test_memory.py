@@ -57,7 +57,9 @@ def test_reclaim_frees_a_reference_cycle() -> None:
 
 def test_reclaimer_runs_only_when_a_transport_has_gone(monkeypatch: pytest.MonkeyPatch) -> None:
     runs: list[int] = []
+    settled: list[int] = []
     monkeypatch.setattr(memory, "reclaim", lambda: (runs.append(1), (0.001, 0.002))[1])
+    monkeypatch.setattr(memory, "settle", lambda: settled.append(1))
     live = {"a", "b"}
     ticks = itertools.count(0.0, 10.0)  # looks 10 s apart: the budget never holds a reclaim back here
     reclaimer = memory.Reclaimer(lambda: set(live), clock=lambda: next(ticks))
@@ -70,6 +72,7 @@ def test_reclaimer_runs_only_when_a_transport_has_gone(monkeypatch: pytest.Monke
     live.clear()
     assert reclaimer.check() is True
     assert len(runs) == 2 and reclaimer.runs == 2
+    assert len(settled) == 3  # the looks that did not reclaim froze what had grown old instead
     assert reclaimer.seconds == pytest.approx(0.006)
     assert reclaimer.longest_gc == 0.001 and reclaimer.longest_trim == 0.002
 
@@ -77,6 +80,7 @@ def test_reclaimer_runs_only_when_a_transport_has_gone(monkeypatch: pytest.Monke
 def test_reclaimer_keeps_within_its_budget_and_does_not_forget_a_departure(monkeypatch: pytest.MonkeyPatch) -> None:
     runs: list[int] = []
     monkeypatch.setattr(memory, "reclaim", lambda: (runs.append(1), (0.4, 0.1))[1])  # a 0.5 s pause
+    monkeypatch.setattr(memory, "settle", lambda: None)
     now = [100.0]
     live = {"a", "b", "c"}
     reclaimer = memory.Reclaimer(lambda: set(live), budget=0.01, clock=lambda: now[0])
@@ -91,6 +95,24 @@ def test_reclaimer_keeps_within_its_budget_and_does_not_forget_a_departure(monke
     assert reclaimer.check() is False and len(runs) == 2
 
 
+def test_settled_objects_are_not_walked_and_a_reclaim_still_frees_their_cycles() -> None:
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    gone = weakref.ref(a)
+    try:
+        memory.settle()
+        assert gc.get_freeze_count() > 0
+        assert not any(o is a for o in gc.get_objects(2))  # frozen: automatic full collections skip it
+        del a, b
+        gc.collect()
+        assert gone() is not None  # a frozen cycle waits for a reclaim
+        memory.reclaim()
+        assert gone() is None
+        assert gc.get_freeze_count() > 0  # the survivors are frozen again
+    finally:
+        gc.unfreeze()
+
+
 def test_warm_up_generates_a_certificate() -> None:
     memory.warm_up()
     assert "cryptography.hazmat.backends.openssl" in sys.modules  # what the first member used to load
@@ -100,6 +122,7 @@ def test_start_warms_up_watches_the_hub_and_stops(monkeypatch: pytest.MonkeyPatc
     runs: list[int] = []
     warmed: list[int] = []
     monkeypatch.setattr(memory, "reclaim", lambda: (runs.append(1), (0.0, 0.0))[1])
+    monkeypatch.setattr(memory, "settle", lambda: None)
     monkeypatch.setattr(memory, "warm_up", lambda: warmed.append(1))
     transports = {"t1": object(), "t2": object()}
     hub: Any = SimpleNamespace(sittings={"demo": SimpleNamespace(router=SimpleNamespace(transports=transports))})
