@@ -19,9 +19,9 @@ import aiortc
 import aiortc.rtcpeerconnection
 import pylibsrtp
 from aiortc import MediaStreamTrack, RTCRtpSender, RTCRtpTransceiver
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, RtcpSrPacket
 from pylibsrtp._binding import ffi as srtp_ffi
