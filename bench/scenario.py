@@ -67,6 +67,8 @@ def start_server(kind: str, args: argparse.Namespace, work: Path, children: dict
             "HEMICYCLE_MEDIA__MAX_VIDEOS": str(args.videos if args.videos >= 0 else 100),
             "HEMICYCLE_MEDIA__OPUS_DTX": "true" if args.silence == "dtx" else "false",
         }
+        if args.udp_port:  # every connection's media on one port: sendmmsg batches (sfu/udp_batch.py)
+            env["HEMICYCLE_ICE__UDP_PORT"] = str(args.udp_port)
         children["server"] = Child("hemicycle server", argv, str(work / "hemicycle-server.log"), env)
         return children["server"].expect("HEMICYCLE READY", 30)
     argv = module_argv("bench.mediarelay_room", "--bitrate", str(args.video_bitrate))
@@ -268,7 +270,8 @@ def describe_load(args: argparse.Namespace) -> str:
     silence = "DTX (one Opus frame per 400 ms)" if args.silence == "dtx" else "Opus silence every 20 ms"
     return (
         f"{members}, each VP8 640x360@30 ~{args.video_bitrate // 1000} kbit/s + Opus; {args.speakers} speaking, "
-        f"{muted}; {cameras}; silent microphones: {silence}; programme {'on' if args.programme else 'off'}"
+        f"{muted}; {cameras}; silent microphones: {silence}; programme {'on' if args.programme else 'off'}; "
+        + (f"media on one shared UDP port ({args.udp_port})" if args.udp_port else "a UDP port per connection")
     )
 
 
@@ -303,6 +306,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after joining, before measuring")
     parser.add_argument("--decoders", type=int, default=2, help="members that decode the chair's camera")
     parser.add_argument("--video-bitrate", type=int, default=500_000, help="synthetic VP8 clip bitrate")
+    parser.add_argument("--udp-port", type=int, default=0, help="Hemicycle's ice.udp_port (0: a port per connection)")
     parser.add_argument(
         "--concurrency",
         type=int,
