@@ -47,19 +47,8 @@ SILENCE = {"sitting": "dtx", "stress": "dtx", "broadcast": "dtx"}
 
 def start_server(kind: str, args: argparse.Namespace, work: Path, children: dict[str, Child]) -> str:
     if kind == "hemicycle":
-        argv = module_argv(
-            "bench.hemiserver",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--secret-file",
-            str(work / "secret.key"),
-            "--no-demo",
-            "--log-level",
-            args.server_log_level,
-        )
+        flags = f"serve --host 127.0.0.1 --port 0 --no-demo --log-level {args.server_log_level}".split()
+        argv = module_argv("bench.hemiserver", *flags, "--secret-file", str(work / "secret.key"))
         env = {
             "HEMICYCLE_DATA_DIR": str(work),
             "HEMICYCLE_PROGRAMME__ENABLED": "true" if args.programme else "false",
