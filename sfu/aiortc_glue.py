@@ -137,9 +137,8 @@ def negotiated_extensions(transceiver: RTCRtpTransceiver) -> dict[str, int]:
 
 
 def stop_receiver_decoder(transceiver: RTCRtpTransceiver) -> None:
-    """The SFU never decodes: stop the idle decoder thread aiortc started (and slim the receiver)."""
+    """The SFU never decodes: stop the idle decoder thread aiortc started."""
     transceiver.receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
-    slim_receiver(transceiver)
 
 
 def slim_receiver(transceiver: RTCRtpTransceiver) -> None:

@@ -137,6 +137,7 @@ class SendTransport(Transport):
             codec = chosen.get(transceiver.mid)
             glue.keep_codecs(transceiver, keeping(None if codec is None else codec[0]))
             glue.stop_receiver_decoder(transceiver)
+            glue.slim_receiver(transceiver)  # the tap takes its RTP: aiortc's receiver never sees any
             if codec is not None and transceiver.mid in allowed_mids and not glue.negotiated_codecs(transceiver):
                 raise NegotiationError("no_codec", f"m-line {transceiver.mid}: cannot answer {describe(codec)}")
         try:

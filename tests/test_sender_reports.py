@@ -37,7 +37,7 @@ async def test_each_forwarded_stream_gets_sender_reports_and_a_free_slot_none(se
         await alice.join()
         await alice.publish()
         await bruno.join()
-        await wait_for(lambda: len(bruno.received.get(alice.me or "", _NONE).counters) > 30, timeout=20)
+        await wait_for(lambda: alice.me in bruno.received and len(bruno.received[alice.me].counters) > 30, timeout=20)
         session = server.hub.sittings["demo"].seats[bruno.me].session
         transport = server.router.transports[session.recv_transport_id]
         busy = {slot.writer.ssrc: slot for slot in transport.slots if slot.consumer is not None}
@@ -70,10 +70,3 @@ async def test_each_forwarded_stream_gets_sender_reports_and_a_free_slot_none(se
     finally:
         await alice.close()
         await bruno.close()
-
-
-class _None:
-    counters: list[int] = []
-
-
-_NONE = _None()
