@@ -44,6 +44,21 @@ class WorkerLinks:
         if producer.kind == "video":
             producer.request_keyframe()
 
+    def feed_taps(self, transport_id: str, wanted: set[str]) -> None:
+        """Forward to the worker only the taps of these producers; pause the others.
+
+        A paused tap costs nothing per packet on either side. A resumed one restarts its
+        numbering on the next packet (a video tap asks for a keyframe)."""
+        for slot in self.plain[transport_id].slots:
+            consumer = slot.consumer
+            if consumer is None:
+                continue
+            paused = consumer.producer.id not in wanted
+            if consumer.paused != paused:
+                consumer.paused = paused
+                if not paused:
+                    consumer.resync()
+
     def untap(self, transport_id: str, producer_id: str) -> None:
         for slot in self.plain[transport_id].slots:
             if slot.consumer is not None and slot.consumer.producer.id == producer_id:

@@ -137,6 +137,11 @@ class Programme:
         if scene != self._last_scene:
             self._last_scene = scene
             self._send(scene)
+        # only what the scene shows or mixes reaches the worker: at 45 members, the unshown
+        # cameras would be ~2,400 packets/s forwarded and dropped (nothing of a closed session)
+        shown = set(scene["audio"]) | {scene["video"]}
+        wanted = {producer_id for producer_id, tap in self.taps.items() if tap.ssrc in shown}
+        self.sitting.router.feed_taps(self.transport_id, wanted)
 
     def _send(self, message: dict[str, Any]) -> None:
         process = self.process
