@@ -25,7 +25,7 @@ the loop's pace, the shared queue held megabytes during a join storm: joining me
 cut for silence before their handshake went through, consent checks (0.5 s) timed out.
 
 Closing a muxed transport removes everything routed to it. Nothing here knows aioice:
-sfu/aiortc_glue.py attaches its protocols, and sends SRTP through the socket's
+sfu/aiortc_glue/ attaches its protocols, and sends SRTP through the socket's
 :class:`~sfu.udp_batch.UdpBatch` (one ``sendmmsg`` for the legs one packet goes to) when
 there is one.
 """

@@ -1,6 +1,6 @@
 """Where the SFU's media sockets are bound: the event loop aioice is given, and the port range.
 
-sfu/aiortc_glue.py hands aioice a :class:`LoopWithHostEndpoints`, whose host-candidate
+sfu/aiortc_glue/ice_sockets.py hands aioice a :class:`LoopWithHostEndpoints`, whose host-candidate
 sockets come from a :class:`PortRange` (``ice.udp_port_min/max``) or from the shared
 port of sfu/udp_mux.py (``ice.udp_port``). This module itself knows nothing of aioice.
 """
