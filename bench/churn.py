@@ -35,7 +35,7 @@ import aiohttp
 import psutil
 
 from bench import common
-from bench.relay import ensure_private_network, log
+from bench.orchestration import ensure_private_network, log
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -41,7 +41,7 @@ from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from bench import common
 from bench.churn import free_port, start_server
-from bench.relay import ensure_private_network, log
+from bench.orchestration import ensure_private_network, log
 from signaling.tokens import TokenSigner
 from tests.peers import Peer
 

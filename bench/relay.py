@@ -10,6 +10,8 @@ the server, one publisher (bench/publisher.py) and one load generator
 (bench/loadgen.py) as separate processes, grows the subscribers to each N, waits a
 warm-up, and measures over a window: CPU (psutil, user+sys) of each process, packets
 counted at the receivers, loss, and the decoded frame counters. See bench/README.md.
+The private network, the time budget and the wait for a quiet machine, which the other
+benches share, are in bench/orchestration.py; the rows and the report in bench/report.py.
 """
 
 from __future__ import annotations
@@ -22,62 +24,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from . import common, report
+from .orchestration import DEFAULT_OUT, Deadline, busy_seconds, ensure_private_network, log, server_stats, wait_quiet
 from .procs import ROOT, Child, ChildFailed, module_argv, udp_drops
 
-NETNS_MARK = "HEMICYCLE_BENCH_NETNS"
 MEDIA_PORTS = {"sockets": "hemicycle", "mux": "hemicycle-mux", "mux-batch": "hemicycle-mux-batch"}  # -> row label
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def ensure_private_network(argv: list[str], allow_host: bool, module: str = "bench.relay") -> str:
-    """Re-exec under ``unshare -n`` when possible; returns how the network is isolated."""
-    if common.in_private_netns():
-        return "private (only lo)"
-    if os.environ.get(NETNS_MARK):
-        raise SystemExit("re-executed under unshare -n, but interfaces other than lo are still visible")
-    if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip"):
-        os.environ[NETNS_MARK] = "1"
-        script = 'ip link set lo up && exec "$@"'
-        os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, "-m", module, *argv])
-    if allow_host:
-        log("WARNING: running in the host network namespace (--allow-host-network); ICE stays on 127.0.0.1")
-        return "host (--allow-host-network), ICE restricted to 127.0.0.1"
-    raise SystemExit(
-        "refusing to run: not root (or no unshare/ip) so no private network namespace; "
-        "run as root, under `unshare -rn`, or pass --allow-host-network"
-    )
-
-
-class Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self.end - time.monotonic()
-
-
-def server_stats(url: str | None) -> dict[str, Any] | None:
-    if url is None:
-        return None
-    import json
-
-    try:
-        with urllib.request.urlopen(url + "/bench/stats", timeout=5) as response:
-            return json.loads(response.read())  # type: ignore[no-any-return]
-    except OSError as exc:
-        log(f"server stats unavailable: {exc!r}")
-        return None
 
 
 def mark(children: dict[str, Child], stats_url: str | None) -> dict[str, Any]:
@@ -103,38 +59,6 @@ def mark(children: dict[str, Child], stats_url: str | None) -> dict[str, Any]:
     }
 
 
-def busy_seconds() -> float:
-    host = psutil.cpu_times()
-    return host.user + host.nice + host.system + getattr(host, "irq", 0.0) + getattr(host, "softirq", 0.0)
-
-
-def others_cpu(children: dict[str, Child], seconds: float = 1.0) -> float:
-    """CPU (% of one core) used by processes that are not part of the bench, over ``seconds``."""
-    me = psutil.Process()
-
-    def ours() -> float:
-        times = me.cpu_times()
-        return sum(c.cpu_seconds() for c in children.values()) + times.user + times.system
-
-    h0, o0, t0 = busy_seconds(), ours(), time.monotonic()
-    time.sleep(seconds)
-    h1, o1, t1 = busy_seconds(), ours(), time.monotonic()
-    return max(0.0, ((h1 - h0) - (o1 - o0)) / (t1 - t0) * 100)
-
-
-def wait_quiet(children: dict[str, Child], args: argparse.Namespace, deadline: Deadline) -> tuple[float, float]:
-    """Wait (at most --quiet-wait s) until other processes use less than --quiet-threshold % CPU.
-
-    This machine is shared: another session's browser tests can take a whole core.
-    Returns (seconds waited, the last reading).
-    """
-    started = time.monotonic()
-    reading = others_cpu(children)
-    while reading > args.quiet_threshold and time.monotonic() - started < min(args.quiet_wait, deadline.left() - 60):
-        reading = others_cpu(children)
-    return time.monotonic() - started, reading
-
-
 def start_server(
     kind: str, args: argparse.Namespace, work: Path, children: dict[str, Child], media_port: str = "sockets"
 ) -> tuple[str, str | None, str]:
@@ -142,21 +66,13 @@ def start_server(
     if kind == "hemicycle":
         secret = work / "secret.key"
         module = "bench.hemiserver" if args.server_stats else "signaling"
-        argv = module_argv(
-            module,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--secret-file",
-            str(secret),
-            "--no-demo",
-            "--log-level",
-            args.server_log_level,
-        )
-        env = {"HEMICYCLE_DATA_DIR": str(work), "HEMICYCLE_MEDIA__CAMERA_BITRATE": str(args.bitrate),
-               "HEMICYCLE_PROGRAMME__ENABLED": "false"}  # forwarding alone; bench.programme measures the programme
+        flags = f"serve --host 127.0.0.1 --port 0 --no-demo --log-level {args.server_log_level}".split()
+        argv = module_argv(module, *flags, "--secret-file", str(secret))
+        env = {
+            "HEMICYCLE_DATA_DIR": str(work),
+            "HEMICYCLE_MEDIA__CAMERA_BITRATE": str(args.bitrate),
+            "HEMICYCLE_PROGRAMME__ENABLED": "false",
+        }  # forwarding alone; bench.programme measures the programme
         if max(args.n) + 2 > 200:  # the publisher, N subscribers: above the default limits.max_participants
             env["HEMICYCLE_LIMITS__MAX_PARTICIPANTS"] = str(max(args.n) + 2)
         if media_port != "sockets":  # one muxed port; bench.hemiserver turns sendmmsg batching off for "mux"
@@ -164,20 +80,8 @@ def start_server(
             env["HEMICYCLE_BENCH_UDP_BATCH"] = "1" if media_port == "mux-batch" else "0"
         child = children["server"] = Child("hemicycle server", argv, str(work / "hemicycle-server.log"), env)
         url = child.expect("HEMICYCLE READY", 30)
-        invite = module_argv(
-            "signaling",
-            "invite",
-            "--name",
-            "Publisher",
-            "--role",
-            "councillor",
-            "--sitting",
-            "demo",
-            "--secret-file",
-            str(secret),
-            "--base-url",
-            url,
-        )
+        flags = ["invite", "--name", "Publisher", "--role", "councillor", "--sitting", "demo", "--base-url", url]
+        invite = module_argv("signaling", *flags, "--secret-file", str(secret))
         link = subprocess.run(invite, capture_output=True, text=True, check=True, cwd=ROOT, timeout=30).stdout.strip()
         token = link.split("#token=", 1)[1]
         return url, (url if args.server_stats else None), token
@@ -199,39 +103,18 @@ def measure_server(
     try:
         url, stats_url, token = start_server(kind, args, work, children, media_port)
         log(f"{kind}: server ready at {url}")
+        media = f"--bitrate {args.bitrate} --size {args.size}".split()
         children["publisher"] = Child(
             "publisher",
-            module_argv(
-                "bench.publisher",
-                "--url",
-                url,
-                "--token",
-                token,
-                "--bitrate",
-                str(args.bitrate),
-                "--size",
-                args.size,
-                *loop_flag,
-            ),
+            module_argv("bench.publisher", "--url", url, "--token", token, *media, *loop_flag),
             str(work / f"{kind}-publisher.log"),
         )
         children["publisher"].expect("PUBLISHER READY", 30)
         secret = ["--secret-file", str(work / "secret.key")] if kind == "hemicycle" else []
+        receivers = f"--decoders {args.decoders} --size {args.size} --concurrency {args.concurrency}".split()
         children["loadgen"] = Child(
             "load generator",
-            module_argv(
-                "bench.loadgen",
-                "--url",
-                url,
-                *secret,
-                "--decoders",
-                str(args.decoders),
-                "--size",
-                args.size,
-                "--concurrency",
-                str(args.concurrency),
-                *loop_flag,
-            ),
+            module_argv("bench.loadgen", "--url", url, *secret, *receivers, *loop_flag),
             str(work / f"{kind}-loadgen.log"),
         )
         children["loadgen"].expect("LOADGEN READY", 30)
@@ -356,7 +239,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    netns = ensure_private_network(argv, args.allow_host_network)
+    netns = ensure_private_network(argv, args.allow_host_network, module="bench.relay")
     started = time.monotonic()
     deadline = Deadline(args.max_seconds)
     machine = common.machine_info()

@@ -36,8 +36,8 @@ from typing import Any
 import psutil
 
 from . import common, scenario_report
+from .orchestration import DEFAULT_OUT, Deadline, busy_seconds, ensure_private_network, log, server_stats, wait_quiet
 from .procs import Child, ChildFailed, module_argv, udp_drops
-from .relay import DEFAULT_OUT, Deadline, busy_seconds, ensure_private_network, log, server_stats, wait_quiet
 from .scenario_fleet import Fleet, loadgens_for
 
 SCENARIOS = ("sitting", "stress", "broadcast")

@@ -32,8 +32,8 @@ import psutil
 from signaling.tokens import TokenSigner
 
 from . import common
+from .orchestration import DEFAULT_OUT, Deadline, busy_seconds, ensure_private_network, log, wait_quiet
 from .procs import Child, ChildFailed, module_argv
-from .relay import DEFAULT_OUT, Deadline, busy_seconds, ensure_private_network, log, wait_quiet
 
 SITTINGS = ("s1", "s2")
 CONFIG = """demo = false
