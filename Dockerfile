@@ -8,7 +8,8 @@ COPY sfu sfu
 COPY signaling signaling
 COPY config config
 COPY web_client web_client
-RUN pip install --no-cache-dir . && chown -R hemicycle /app
+# editable: the server runs from /app, where it finds web_client/ beside its packages
+RUN pip install --no-cache-dir -e . && chown -R hemicycle /app
 USER hemicycle
 ENV HEMICYCLE_HOST=0.0.0.0 HEMICYCLE_DATA_DIR=/app/var
 EXPOSE 8080
