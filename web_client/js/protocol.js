@@ -1,6 +1,10 @@
 // The Hemicycle signalling client: owns the WebSocket and both peer
 // connections (publish: the browser offers; subscribe: the server offers).
-// UI-free: it never touches the DOM, it only dispatches events:
+// UI-free: it never touches the DOM, it only dispatches events (below). This file
+// holds the public API; the rest of the class is mixed in from one module a concern:
+// server-messages.js (what each server message does), peer-negotiation.js (the two
+// peer connections), mute-sync.js (mute states with the server), connection-lifecycle.js
+// (watchdog, teardown, reconnection attempts, the end). Events:
 //   welcome        {me, sitting, participants}
 //   participants   {me, participants}          (any change, self included)
 //   participantjoined / participantleft {participant}
@@ -19,27 +23,22 @@
 // Sitting commands (muteParticipant ... closeVote) send one message each; the
 // server answers a refusal with `error` and everyone with a new `sitting_state`.
 //
-// Reconnection (policy in reconnect.js): when the WebSocket closes without a
-// fatal error that forbids coming back, when a peer connection fails, or when
-// nothing at all has come from the server for too long, both peer connections
-// are torn down and a new WebSocket says `hello` with the same token, after a
-// back-off; the server gives back the same seat. The local tracks and the mute
-// choices are kept and published again, exactly as on the first join.
+// Reconnection (policy in reconnect.js, mechanics in connection-lifecycle.js): when
+// the WebSocket closes without a fatal error that forbids coming back, when a peer
+// connection fails, or when nothing at all has come from the server for too long,
+// both peer connections are torn down and a new WebSocket says `hello` with the same
+// token, after a back-off; the server gives back the same seat. The local tracks and
+// the mute choices are kept and published again, exactly as on the first join.
 
 import { SlotTable } from "./subscribe-slots.js";
-import { SerialQueue, deferred, peerConfig, preferResolution, waitForIceGathering } from "./peer-helpers.js";
-import { Backoff, RECONNECT_DEFAULTS, mayReconnectAfter } from "./reconnect.js";
+import { SerialQueue, deferred } from "./peer-helpers.js";
+import { Backoff, RECONNECT_DEFAULTS } from "./reconnect.js";
+import { serverMessageMethods } from "./server-messages.js";
+import { peerNegotiationMethods } from "./peer-negotiation.js";
+import { muteSyncMethods } from "./mute-sync.js";
+import { connectionLifecycleMethods } from "./connection-lifecycle.js";
 
 export const PROTOCOL_VERSION = 1;
-const PUBLISH_ANSWER_TIMEOUT_MS = 20000;
-// A server update contradicting a set_muted we sent less than this long ago
-// is taken as the echo of an older state, not as a mute by the chair.
-const MUTE_ECHO_GRACE_MS = 2000;
-const PUBLISH_ERROR_CODES = new Set(["bad_sdp", "no_codec", "forbidden", "too_large", "bad_message"]);
-const PUBLISH_ORDER = ["mic", "camera", "screen"];
-const WATCHDOG_INTERVAL_MS = 2000;
-// Connected this long without a drop: the next drop starts the back-off afresh.
-const STABLE_MS = 30000;
 
 export function defaultSignalingUrl(loc = globalThis.location) {
   const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
@@ -191,6 +190,11 @@ export class HemicycleConnection extends EventTarget {
     });
   }
 
+  /** Current remote media, as [{participantId, source, kind, mid, stream}]. */
+  remoteTracks() {
+    return this._slots.list();
+  }
+
   // ------------------------------------------------------------ running the sitting
 
   muteParticipant(participantId, muted = true, source = "mic") { this._command({ type: "mute", participant_id: participantId, source, muted }); }
@@ -217,157 +221,6 @@ export class HemicycleConnection extends EventTarget {
   recordVote(memberId, choice) { this._command({ type: "record_vote", member_id: memberId, choice }); }
   closeVote() { this._command({ type: "close_vote" }); }
 
-  // ------------------------------------------------------------ publishing
-
-  _ensurePublishPc() {
-    if (!this.publishPc) {
-      this.publishPc = this._newPeerConnection("publishPc");
-    }
-    return this.publishPc;
-  }
-
-  /** A peer connection whose failure starts a reconnection (while it is still ours). */
-  _newPeerConnection(name) {
-    const pc = new RTCPeerConnection(peerConfig(this.iceServers));
-    pc.addEventListener("connectionstatechange", () => {
-      if (this[name] === pc && pc.connectionState === "failed") this._lost(`${name}_failed`);
-    });
-    return pc;
-  }
-
-  _addTransceiver(source, track) {
-    const transceiver = this.publishPc.addTransceiver(track, { direction: "sendonly" });
-    this._transceivers[source] = transceiver;
-    if (track.kind === "video") {
-      if (source === "screen" && "contentHint" in track) track.contentHint = "detail";
-      preferResolution(transceiver.sender);
-    }
-    return transceiver;
-  }
-
-  _startPublishing() {
-    const gen = this._gen;
-    return this._publishQueue.run(async () => {
-      if (gen !== this._gen) return;
-      const sources = PUBLISH_ORDER.filter((source) => this.localTracks[source]?.readyState === "live");
-      if (!sources.length) return;
-      this._ensurePublishPc();
-      for (const source of sources) this._addTransceiver(source, this.localTracks[source]);
-      await this._negotiatePublish();
-    });
-  }
-
-  _publishedTracks() {
-    return PUBLISH_ORDER.filter((source) => {
-      const transceiver = this._transceivers[source];
-      return transceiver && transceiver.mid != null && transceiver.sender.track;
-    }).map((source) => ({ mid: this._transceivers[source].mid, source }));
-  }
-
-  async _negotiatePublish() {
-    const pc = this.publishPc;
-    const gen = this._gen;
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
-    await waitForIceGathering(pc);
-    if (this.closed || gen !== this._gen) return;
-    const answer = deferred(PUBLISH_ANSWER_TIMEOUT_MS, "publish_answer timeout");
-    this._pendingAnswer = answer;
-    this._send({ type: "publish", sdp: pc.localDescription.sdp, tracks: this._publishedTracks() });
-    let sdp;
-    try {
-      sdp = await answer.promise;
-    } catch (error) {
-      if (pc.signalingState === "have-local-offer") {
-        await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
-      }
-      throw error;
-    } finally {
-      this._pendingAnswer = null;
-    }
-    if (this.closed || gen !== this._gen) return;
-    await pc.setRemoteDescription({ type: "answer", sdp });
-    for (const transceiver of Object.values(this._transceivers)) {
-      if (transceiver.sender.track?.kind === "video") await preferResolution(transceiver.sender);
-    }
-    this._syncMutesToServer();
-  }
-
-  _serverSource(source) {
-    return this.me?.sources?.find((entry) => entry.source === source) || null;
-  }
-
-  _sendMuted(source, muted) {
-    this._lastMuteSent[source] = { muted, at: Date.now() };
-    this._send({ type: "set_muted", source, muted });
-  }
-
-  _recentlySent(source) {
-    const sent = this._lastMuteSent[source];
-    return !!sent && Date.now() - sent.at < MUTE_ECHO_GRACE_MS;
-  }
-
-  /** Tell the server about sources we muted locally (e.g. muted before joining). */
-  _syncMutesToServer() {
-    for (const source of ["mic", "camera"]) {
-      const state = this._serverSource(source);
-      if (state && this.localMuted[source] && !state.muted && !this._recentlySent(source)) {
-        this._sendMuted(source, true);
-      }
-    }
-  }
-
-  /** The server says we are muted (the chair may mute us): obey it, never the reverse. */
-  _applyServerMutes() {
-    for (const state of this.me?.sources || []) {
-      const { source } = state;
-      if (!state.muted || this.localMuted[source] || !this.localTracks[source]) continue;
-      if (this._recentlySent(source)) {
-        // Maybe the echo of an older set_muted: look again once the echo has had time to come.
-        clearTimeout(this._muteRecheck);
-        this._muteRecheck = setTimeout(() => this._applyServerMutes(), MUTE_ECHO_GRACE_MS);
-        continue;
-      }
-      this.localTracks[source].enabled = false;
-      this.localMuted[source] = true;
-      this._emit("localmute", { source, muted: true, byServer: true });
-    }
-  }
-
-  // ------------------------------------------------------------ subscribing
-
-  _ensureSubscribePc() {
-    if (!this.subscribePc) {
-      this.subscribePc = this._newPeerConnection("subscribePc");
-    }
-    return this.subscribePc;
-  }
-
-  async _answerSubscribe({ revision, sdp, slots }, gen) {
-    if (this.closed || gen !== this._gen) return;
-    const pc = this._ensureSubscribePc();
-    await pc.setRemoteDescription({ type: "offer", sdp });
-    const answer = await pc.createAnswer();
-    await pc.setLocalDescription(answer);
-    await waitForIceGathering(pc);
-    if (this.closed || gen !== this._gen) return;
-    this._send({ type: "subscribe_answer", revision, sdp: pc.localDescription.sdp });
-    this._answeredRevision = revision;
-    this._slots.apply(pc, slots || []);
-  }
-
-  /** Slots re-pointed without a new offer (a member arrived or left): the table alone. */
-  _applySlots({ revision, slots }, gen) {
-    if (this.closed || gen !== this._gen || !this.subscribePc) return;
-    if (revision !== this._answeredRevision) return; // a newer offer brings its own table
-    this._slots.apply(this.subscribePc, slots || []);
-  }
-
-  /** Current remote media, as [{participantId, source, kind, mid, stream}]. */
-  remoteTracks() {
-    return this._slots.list();
-  }
-
   // ------------------------------------------------------------ signalling
 
   _send(message) {
@@ -389,296 +242,18 @@ export class HemicycleConnection extends EventTarget {
     this._emit("participants", { me: this.me, participants: [...this.participants.values()] });
   }
 
-  _onFrame(data) {
-    let message;
-    try {
-      message = JSON.parse(data);
-    } catch {
-      return;
-    }
-    const handler = this._handlers[message?.type];
-    if (handler) handler.call(this, message);
-  }
-
-  _handlers = {
-    welcome(message) {
-      const again = this._welcomed;
-      this._welcomed = true;
-      clearTimeout(this._connectTimer);
-      if (this.reconnecting) {
-        this.reconnecting = false;
-        this.retryAt = null;
-        this._resync = new Set(PUBLISH_ORDER);
-      }
-      clearTimeout(this._stableTimer);
-      this._stableTimer = setTimeout(() => this._backoff.reset(), STABLE_MS);
-      this.me = message.you;
-      this.sitting = message.sitting;
-      this.iceServers = message.ice_servers || [];
-      this.participants = new Map(
-        (message.participants || []).filter((p) => p.id !== this.me.id).map((p) => [p.id, p]),
-      );
-      this.joined = true;
-      this.waiting = false;
-      const detail = { me: this.me, sitting: this.sitting, participants: [...this.participants.values()], again };
-      this._emit("welcome", detail);
-      if (this.videoLimit != null) this._send({ type: "receive_videos", max: this.videoLimit });
-      this._applyServerMutes();
-      this._emitParticipants();
-      this._ready?.resolve(detail);
-      const gen = this._gen;
-      if (this.canPublish) {
-        this._startPublishing().catch((error) => this._localError("publish_failed", error, gen));
-      } else {
-        this.localTracks.mic = null;
-        this.localTracks.camera = null;
-      }
-      this._startWatchdog();
-      if (again) {
-        this.reconnections += 1;
-        this._emit("reconnected", detail);
-      }
-    },
-    participant_joined(message) {
-      this._upsert(message.participant, true);
-    },
-    participant_updated(message) {
-      this._upsert(message.participant, false);
-    },
-    participant_left(message) {
-      const participant = this.participants.get(message.participant_id);
-      this.participants.delete(message.participant_id);
-      if (this.activeSpeakerId === message.participant_id) this.activeSpeakerId = null;
-      if (participant) this._emit("participantleft", { participant });
-      this._emitParticipants();
-    },
-    publish_answer(message) {
-      this._pendingAnswer?.resolve(message.sdp);
-    },
-    subscribe_offer(message) {
-      const gen = this._gen;
-      this._subscribeQueue
-        .run(() => this._answerSubscribe(message, gen))
-        .catch((error) => this._localError("subscribe_failed", error, gen));
-    },
-    subscribe_slots(message) {
-      const gen = this._gen;
-      this._subscribeQueue
-        .run(async () => this._applySlots(message, gen))
-        .catch((error) => this._localError("subscribe_failed", error, gen));
-    },
-    video_selection(message) {
-      this.videoSelection = {
-        limit: message.limit,
-        videos: new Set((message.videos || []).map((v) => `${v.participant_id}|${v.source}`)),
-      };
-      this._emit("videoselection", { selection: this.videoSelection });
-    },
-    active_speaker(message) {
-      this.activeSpeakerId = message.participant_id ?? null;
-      this._emit("activespeaker", { participantId: this.activeSpeakerId });
-    },
-    sitting_state(message) {
-      this.sittingState = message;
-      this._emit("sittingstate", { state: message });
-    },
-    waiting_room() {
-      clearTimeout(this._connectTimer);
-      this.reconnecting = false;
-      this.retryAt = null;
-      this.waiting = true;
-      this._emit("waitingroom", {});
-    },
-    notice(message) {
-      this._emit("notice", { message: message.message || "" });
-    },
-    error(message) {
-      const detail = { code: message.code, message: message.message || "", fatal: !!message.fatal };
-      this.lastError = detail;
-      this._revokeRefusedUnmute(detail);
-      if (this._pendingAnswer && PUBLISH_ERROR_CODES.has(detail.code)) {
-        this._pendingAnswer.reject(new Error(`${detail.code}: ${detail.message}`));
-      }
-      this._emit("error", detail);
-    },
-  };
-
-  _upsert(participant, joined) {
-    if (this.me && participant.id === this.me.id) {
-      this.me = participant;
-      this._resyncMutes();
-      this._applyServerMutes();
-      this._syncMutesToServer();
-    } else {
-      const isNew = !this.participants.has(participant.id);
-      this.participants.set(participant.id, participant);
-      if (joined || isNew) this._emit("participantjoined", { participant });
-    }
-    this._emitParticipants();
-  }
-
-  /** The server refused our unmute (the chair forbids it): stay muted, as the server says. */
-  _revokeRefusedUnmute({ code }) {
-    const sent = this._lastMuteSent.mic;
-    if (code !== "forbidden" || !sent || sent.muted || !this._recentlySent("mic")) return;
-    this._lastMuteSent.mic = null;
-    if (this.localTracks.mic) this.localTracks.mic.enabled = false;
-    this.localMuted.mic = true;
-    this._emit("localmute", { source: "mic", muted: true, byServer: true, refused: true });
-  }
-
   _localError(code, error, gen = this._gen) {
     if (this.closed || this.reconnecting || gen !== this._gen) return; // an error of a dropped connection
     const detail = { code, message: String(error?.message || error), fatal: false };
     this._emit("error", detail);
   }
+}
 
-  // ------------------------------------------------------------ reconnection
-
-  /** After a reconnection: tell the server the mute choices made while away (once per source). */
-  _resyncMutes() {
-    if (!this._resync || !this.me) return;
-    const forced = new Set(this.sittingState?.forced_muted || []);
-    for (const { source, muted } of this.me.sources || []) {
-      if (!this._resync.delete(source) || !this.localTracks[source]) continue;
-      const local = !!this.localMuted[source];
-      // Never lift the chair's mute on the member's behalf: only their own earlier choice.
-      if (muted !== local && (local || !forced.has(`${this.me.id}:${source}`))) this._sendMuted(source, local);
-    }
-  }
-
-  _mayReconnect() {
-    if (!this.reconnectOptions || this._leaving) return false;
-    if (!this._welcomed && !this.waiting) return false; // the first join failed: the page offers to rejoin
-    return mayReconnectAfter(this.lastError?.fatal ? this.lastError : null);
-  }
-
-  _onSocketClose(event) {
-    if (this.closed) return;
-    if (this._mayReconnect()) this._lost(`socket_closed_${event?.code ?? ""}`);
-    else this._finish(event?.code ?? null);
-  }
-
-  /** Nothing from the server (messages, or packets on either peer connection) for too long. */
-  _startWatchdog() {
-    this._stopWatchdog();
-    if (!this.reconnectOptions) return;
-    const gen = this._gen;
-    this._lastActivity = Date.now();
-    this._rxBytes = 0;
-    this._watchdog = setInterval(async () => {
-      const bytes = await this._receivedBytes();
-      if (gen !== this._gen || this.closed || this.reconnecting) return;
-      if (bytes == null || bytes > this._rxBytes) {
-        // No peer connection to judge by (nothing published yet): do not guess.
-        this._rxBytes = bytes ?? this._rxBytes;
-        this._lastActivity = Date.now();
-      }
-      if (Date.now() - this._lastActivity > this.reconnectOptions.stallMs) this._lost("stalled");
-    }, WATCHDOG_INTERVAL_MS);
-  }
-
-  _stopWatchdog() {
-    clearInterval(this._watchdog);
-    this._watchdog = null;
-  }
-
-  /** Bytes received on the transports of both peer connections (STUN, RTCP, media), or null. */
-  async _receivedBytes() {
-    const pcs = [this.publishPc, this.subscribePc].filter((pc) => pc && pc.connectionState !== "new");
-    if (!pcs.length) return null;
-    let total = 0;
-    for (const pc of pcs) {
-      try {
-        (await pc.getStats()).forEach((stat) => {
-          if (stat.type === "transport") total += stat.bytesReceived || 0;
-        });
-      } catch {
-        /* closed meanwhile */
-      }
-    }
-    return total;
-  }
-
-  /** Drop the current WebSocket and both peer connections; local tracks stay. */
-  _teardownTransport() {
-    this._gen += 1;
-    clearTimeout(this._connectTimer);
-    clearTimeout(this._muteRecheck);
-    clearTimeout(this._stableTimer);
-    this._stopWatchdog();
-    const ws = this.ws;
-    this.ws = null;
-    if (ws && ws.readyState !== WebSocket.CLOSED) {
-      try {
-        ws.close(4000, "reconnecting");
-      } catch {
-        /* already closing */
-      }
-    }
-    this.joined = false;
-    this._pendingAnswer?.reject(new Error("connection lost"));
-    this._pendingAnswer = null;
-    this._slots.releaseAll();
-    this.publishPc?.close();
-    this.subscribePc?.close();
-    this.publishPc = null;
-    this.subscribePc = null;
-    this._transceivers = {};
-    this._publishQueue = new SerialQueue();
-    this._subscribeQueue = new SerialQueue();
-    this.activeSpeakerId = null;
-  }
-
-  /** The connection dropped: tear it down and schedule the next attempt, or give up. */
-  _lost(reason) {
-    if (this.closed || this._leaving || !this.reconnectOptions) return; // without reconnection: the server decides
-    this._teardownTransport();
-    clearTimeout(this._reconnectTimer);
-    const delay = this._backoff.next();
-    if (delay == null) {
-      this._finish(null, true);
-      return;
-    }
-    this.reconnecting = true;
-    this.retryAt = Date.now() + delay;
-    this._reconnectTimer = setTimeout(() => this._attemptReconnect(), delay);
-    this._emit("reconnecting", { attempt: this._backoff.attempt, retryAt: this.retryAt, reason });
-  }
-
-  _attemptReconnect() {
-    clearTimeout(this._reconnectTimer);
-    this._reconnectTimer = null;
-    if (this.closed || !this.reconnecting) return;
-    this.retryAt = null;
-    this._emit("reconnecting", { attempt: this._backoff.attempt, retryAt: null, reason: "connecting" });
-    const ws = this._openSocket();
-    this._connectTimer = setTimeout(() => {
-      if (this.ws === ws && this.reconnecting) this._lost("timeout");
-    }, this.reconnectOptions.connectTimeoutMs);
-  }
-
-  /** The end: left, refused for good, or away too long. Emits `closed`. */
-  _finish(wsCode = null, gaveUp = false) {
-    if (this.closed) return;
-    this.closed = true;
-    this.joined = false;
-    this.reconnecting = false;
-    this.retryAt = null;
-    clearTimeout(this._reconnectTimer);
-    clearTimeout(this._connectTimer);
-    clearTimeout(this._stableTimer);
-    clearTimeout(this._muteRecheck);
-    this._stopWatchdog();
-    globalThis.removeEventListener?.("online", this._onOnline);
-    this._pendingAnswer?.reject(new Error("connection closed"));
-    this._slots.releaseAll();
-    this.publishPc?.close();
-    this.subscribePc?.close();
-    const fatal = this.lastError?.fatal ? this.lastError : null;
-    const reason = this._leaving ? "left" : fatal ? "error" : "network";
-    this._ready?.reject(new Error(fatal ? fatal.message : "connection closed"));
-    this._ready?.promise.catch(() => {});
-    this._emit("closed", { reason, error: fatal, wsCode, gaveUp });
+// The rest of the class, one concern a module (see their headers), becomes methods
+// of its prototype as if written in the body above: non-enumerable, `this` the connection.
+for (const methods of [serverMessageMethods, peerNegotiationMethods, muteSyncMethods, connectionLifecycleMethods]) {
+  for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(methods))) {
+    if (name in HemicycleConnection.prototype) throw new Error(`HemicycleConnection.${name} defined twice`);
+    Object.defineProperty(HemicycleConnection.prototype, name, { ...descriptor, enumerable: false });
   }
 }
