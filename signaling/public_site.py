@@ -22,10 +22,10 @@ from config.settings import SittingSettings
 
 from . import recordings as rec
 from .journal import Entry
+from .web_base import WEB_CLIENT
 
 log = logging.getLogger(__name__)
 
-WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 SittingsGetter = Callable[[], Mapping[str, Any]]  # sitting id -> signaling.sitting.Sitting (duck-typed)
 EntriesGetter = Callable[[str], Iterable[Entry]]  # sitting id -> its journal entries
 RunningGetter = Callable[[str], bool]  # sitting id -> its programme is running

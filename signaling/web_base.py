@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .tls import HSTS
 
-WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
+WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"  # beside the packages: run from a checkout
 DEMO_LINKS = web.AppKey("demo_links", list)
 
 CSP = (
@@ -42,6 +42,11 @@ def add_client_routes(app: web.Application, hsts: Callable[[], bool]) -> None:
 
 
 def add_static(app: web.Application) -> None:
+    if not (WEB_CLIENT / "index.html").is_file():
+        raise RuntimeError(
+            f"the web client is not at {WEB_CLIENT}: Hemicycle runs from its source checkout "
+            "(pip install -e ., as README.md and the Dockerfile do)"
+        )
     app.router.add_static("/static/", WEB_CLIENT, follow_symlinks=False)
 
 

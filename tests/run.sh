@@ -9,7 +9,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 need=()
-for pkg in chromium fonts-liberation firefox-esr iproute2 ffmpeg util-linux coturn nftables; do
+for pkg in chromium fonts-liberation firefox-esr iproute2 ffmpeg util-linux coturn nftables linux-perf; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
