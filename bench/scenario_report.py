@@ -138,7 +138,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "N: members (broadcast: WHEP viewers). server CPU: user+sys of every process of the server (children "
         "included: the programme worker), % of one core. fwd pkt/s: RTP packets counted at the receivers' sockets "
         "(members and viewers). streams: (receiver, SSRC) pairs that received packets in the window. pkt/s/core: "
-        "fwd pkt/s ÷ server cores used. latency: publisher's send → receiver's socket, from the stamp in the "
+        "fwd pkt/s ÷ server cores used. latency: publisher's send → receiver's socket (the kernel's arrival stamp), from the stamp in the "
         "payload (Hemicycle forwards payloads untouched; MediaRelay re-encodes, so none). exact check: with the "
         "senders paused and drained around the window, every (receiver, publisher, kind) got exactly what the "
         "publisher sent, or nothing when the stream must not be forwarded (muted, camera off). loadgen CPU: every "

@@ -6,8 +6,10 @@ each SRTP datagram is counted by SSRC from its clear header. Then:
 * a **sink** drops it there (aiortc never sees it; RTCP from the server too); for a sample of packets (the last
   packet of each video frame, one audio packet in :data:`AUDIO_SAMPLE`) it decrypts a
   copy with the connection's own SRTP keys and reads the send-time stamp
-  (bench/synthetic_media.py): latency = arrival at the socket − send time, both
-  ``time.monotonic_ns()`` in this process;
+  (bench/synthetic_media.py): latency = arrival at the socket − send time. The arrival is
+  the kernel's stamp of the datagram reaching the socket (``SIOCGSTAMPNS``), not the
+  moment this process reads it: a load generator busy with other members' packets reads
+  late, which is not the server's latency;
 * a **decoder** passes the packets of the videos it decodes to aiortc (and drops the
   rest): aiortc decrypts and decodes them, the stamped frame number is checked on every
   picture, and the latency of sampled packets is read after aiortc's decryption (with
@@ -21,7 +23,9 @@ does (:meth:`Reception.send_report`). Their idle decoder threads are stopped.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import re
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +46,30 @@ from .synthetic_media import read_stamp_ns
 AUDIO_SAMPLE = 5  # one audio packet in 5 is decrypted by sinks for latency
 MAX_LATENCY_SAMPLES = 200_000
 MAX_PENDING_ARRIVALS = 10_000
+
+
+SIOCGSTAMPNS = 0x8907  # Linux: when the last datagram read from a socket reached it (struct timespec)
+
+
+def enable_arrival_stamps(fd: int) -> bool:
+    """Ask the kernel to stamp each datagram as it reaches this socket; False where it cannot."""
+    try:
+        fcntl.ioctl(fd, SIOCGSTAMPNS, bytes(16))  # the first call turns stamping on (and has none yet)
+    except OSError as exc:
+        return exc.errno == 2  # ENOENT: on, nothing stamped yet
+    return True
+
+
+def arrival_ns(fd: int) -> int:
+    """When the datagram just read from ``fd`` reached the socket, on ``time.monotonic_ns()``'s clock.
+
+    The kernel stamps it on the wall clock as it queues it (on loopback: inside the server's
+    send), so the figure does not include how late this busy load generator read it."""
+    try:
+        sec, nsec = struct.unpack("qq", fcntl.ioctl(fd, SIOCGSTAMPNS, bytes(16)))
+    except OSError:
+        return time.monotonic_ns()
+    return sec * 1_000_000_000 + nsec - (time.time_ns() - time.monotonic_ns())
 
 
 class LatencyLog:
@@ -137,7 +165,9 @@ class Reception:
         self.report_ssrc = int(transceivers[0].sender._ssrc)
         connection = ice_connection(self.pc)
         for protocol in connection._protocols:
-            protocol.datagram_received = self._hook(protocol.datagram_received)
+            sock = protocol.transport.get_extra_info("socket")
+            fd = sock.fileno() if sock is not None and enable_arrival_stamps(sock.fileno()) else -1
+            protocol.datagram_received = self._hook(protocol.datagram_received, fd)
         if self.decode:
             self.dtls._handle_rtp_data = self._decrypted(self.dtls._handle_rtp_data)
 
@@ -152,7 +182,8 @@ class Reception:
 
     # ------------------------------------------------------------------ the socket
 
-    def _hook(self, original: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
+    def _hook(self, original: Callable[[bytes, Any], None], fd: int) -> Callable[[bytes, Any], None]:
+        """``fd``: the socket, for the kernel's arrival stamps (-1: the time it is read instead)."""
         feed = self.counter.feed
         kinds = self.counter.kinds
         probe = self.latency is not None
@@ -173,15 +204,14 @@ class Reception:
                 if sample:
                     if len(self.arrivals) > MAX_PENDING_ARRIVALS:
                         self.arrivals.clear()  # aiortc dropped some (undecryptable): forget them
-                    self.arrivals[(ssrc, seq)] = time.monotonic_ns()
+                    self.arrivals[(ssrc, seq)] = arrival_ns(fd) if fd >= 0 else time.monotonic_ns()
                 original(data, addr)
             elif sample and probe:
-                self._probe(data)
+                self._probe(data, arrival_ns(fd) if fd >= 0 else time.monotonic_ns())
 
         return received
 
-    def _probe(self, data: bytes) -> None:
-        arrived = time.monotonic_ns()
+    def _probe(self, data: bytes, arrived: int) -> None:
         srtp = None if self.dtls is None else self.dtls._rx_srtp
         if srtp is None:
             return

@@ -143,7 +143,7 @@ class VideoSender(Sender):
         _, chunks = clip.frames[self.index % len(clip.frames)]
         last = len(chunks) - 1
         for number, chunk in enumerate(chunks):
-            stamp = make_stamp(now_ns) if number == last else None
+            stamp = make_stamp(time.monotonic_ns()) if number == last else None  # just before it leaves
             self.emit(number == last, vp8_payload(chunk, number == 0, self.picture_id, stamp), now_ns)
         self.index += 1
         self.picture_id = (self.picture_id + 1) & 0x7FFF
