@@ -100,6 +100,7 @@ def mark(children: dict[str, Child], fleet: Fleet, stats_url: str | None) -> dic
         "cpu": fold({name: child.cpu_seconds() for name, child in children.items()}),
         "server_times": children["server"].cpu_times(),
         "server_processes": len(server_processes(children["server"])),
+        "server_main": sum(children["server"].ps.cpu_times()[:2]),  # the SFU and signaling process alone
         "server_rss_mb": rss_mb(children["server"]),
         "host_busy": busy_seconds(),
         "orchestrator": me.user + me.system,

@@ -10,7 +10,7 @@ from .report import _f
 
 FIELDS = [
     "scenario", "server", "n", "members", "viewers", "window_s", "setup_s",
-    "server_cpu_pct", "server_cpu_user_pct", "server_cpu_sys_pct", "server_processes", "loadgens", "loadgen_cpu_pct",
+    "server_cpu_pct", "server_cpu_user_pct", "server_cpu_sys_pct", "server_main_cpu_pct", "server_processes", "loadgens", "loadgen_cpu_pct",
     "sent_pps", "sent_audio_pps", "sent_video_pps",
     "received_pps", "received_audio_pps", "received_video_pps", "viewer_received_pps",
     "forwarded_streams", "cpu_per_stream_pct", "us_per_packet", "packets_per_core_s",
@@ -61,6 +61,7 @@ def compute(
         "server_cpu_user_pct": (m1["server_times"][0] - m0["server_times"][0]) / wall * 100,
         "server_cpu_sys_pct": (m1["server_times"][1] - m0["server_times"][1]) / wall * 100,
         "server_processes": m1["server_processes"],
+        "server_main_cpu_pct": (m1["server_main"] - m0["server_main"]) / wall * 100,
         "loadgen_cpu_pct": cpu["loadgen"],
         "sent_audio_pps": rate(l0["sent"], l1["sent"], "audio"),
         "sent_video_pps": rate(l0["sent"], l1["sent"], "video"),
@@ -116,7 +117,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Loopback only; network: {doc['netns']}.",
         f"Load: {doc['load']}",
         "",
-        "| server | N | server CPU % | fwd pkt/s | streams | CPU/stream % | pkt/s/core | latency p50 / p99 ms "
+        "| server | N | server CPU % (main process) | fwd pkt/s | streams | CPU/stream % | pkt/s/core | latency p50 / p99 ms "
         "| loss % | exact check | RSS MB | loadgen CPU % | loadgens | others CPU % |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
@@ -128,7 +129,8 @@ def markdown(doc: dict[str, Any]) -> str:
             else ("ok" if r["check_mismatched"] == 0 else f"{r['check_mismatched']}/{r['check_pairs']} pairs off")
         )
         lines.append(
-            f"| {r['server']} | {r['n']}{' ⚠' if r['saturated'] else ''} | {_f(r['server_cpu_pct'])} | {_f(fwd, 0)} "
+            f"| {r['server']} | {r['n']}{' ⚠' if r['saturated'] else ''} | {_f(r['server_cpu_pct'])}"
+            f" ({_f(r.get('server_main_cpu_pct'))}) | {_f(fwd, 0)} "
             f"| {r['forwarded_streams']} | {_f(r['cpu_per_stream_pct'], 2)} | {_f(r['packets_per_core_s'], 0)} "
             f"| {_f(r['latency_p50_ms'], 2)} / {_f(r['latency_p99_ms'], 2)} | {_f(r['loss_pct'], 2)} | {exact} "
             f"| {_f(r['server_rss_mb'], 0)} | {_f(r['loadgen_cpu_pct'])} | {r.get('loadgens', 1)} | {_f(r['others_cpu_pct'], 0)} |"
@@ -136,7 +138,8 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += [
         "",
         "N: members (broadcast: WHEP viewers). server CPU: user+sys of every process of the server (children "
-        "included: the programme worker), % of one core. fwd pkt/s: RTP packets counted at the receivers' sockets "
+        "included: the programme worker), % of one core; in brackets, its main process alone (signaling and SFU). "
+        "fwd pkt/s: RTP packets counted at the receivers' sockets "
         "(members and viewers). streams: (receiver, SSRC) pairs that received packets in the window. pkt/s/core: "
         "fwd pkt/s ÷ server cores used. latency: publisher's send → receiver's socket (the kernel's arrival stamp), from the stamp in the "
         "payload (Hemicycle forwards payloads untouched; MediaRelay re-encodes, so none). exact check: with the "
