@@ -33,6 +33,8 @@ class GcClock:
     def __init__(self) -> None:
         self.count = [0, 0, 0]
         self.seconds = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]  # the longest pause, seconds
+        self.over_5ms = [0, 0, 0]  # pauses longer than 5 ms (a latency tail)
         self._started = 0.0
         gc.callbacks.append(self._on_gc)
 
@@ -41,11 +43,15 @@ class GcClock:
             self._started = time.perf_counter()
         else:
             generation = info["generation"]
+            pause = time.perf_counter() - self._started
             self.count[generation] += 1
-            self.seconds[generation] += time.perf_counter() - self._started
+            self.seconds[generation] += pause
+            self.longest[generation] = max(self.longest[generation], pause)
+            self.over_5ms[generation] += pause > 0.005
 
     def snapshot(self) -> dict[str, list[float]]:
-        return {"collections": list(self.count), "seconds": [round(s, 4) for s in self.seconds]}
+        return {"collections": list(self.count), "seconds": [round(s, 4) for s in self.seconds],
+                "longest_s": [round(s, 4) for s in self.longest], "over_5ms": list(self.over_5ms)}
 
 
 GC_CLOCK = GcClock()
@@ -135,11 +141,16 @@ async def _objects(request: web.Request) -> web.StreamResponse:
     if request.remote not in ("127.0.0.1", "::1"):
         raise web.HTTPNotFound()
     counts: dict[str, int] = {}
-    for obj in gc.get_objects():
-        name = type(obj).__qualname__
-        counts[name] = counts.get(name, 0) + 1
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()  # frozen objects are walked by a reclaim too: count them (a pause, for diagnostics)
+    try:
+        for obj in gc.get_objects():
+            name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+            counts[name] = counts.get(name, 0) + 1
+    finally:
+        gc.freeze()
     top = sorted(counts.items(), key=lambda item: -item[1])[:40]
-    return web.json_response({"total": sum(counts.values()), "frozen": gc.get_freeze_count(), "top": top})
+    return web.json_response({"total": sum(counts.values()), "frozen": frozen, "top": top})
 
 
 def _create_app_with_stats(settings: Any) -> web.Application:

@@ -262,6 +262,7 @@ def describe_load(args: argparse.Namespace) -> str:
         f"{members}, each VP8 640x360@30 ~{args.video_bitrate // 1000} kbit/s + Opus; {args.speakers} speaking, "
         f"{muted}; {cameras}; silent microphones: {silence}; programme {'on' if args.programme else 'off'}; "
         + (f"media on one shared UDP port ({args.udp_port})" if args.udp_port else "a UDP port per connection")
+        + (f"; load generators at nice {args.loadgen_nice}" if args.loadgen_nice else "")
     )
 
 
@@ -297,18 +298,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--decoders", type=int, default=2, help="members that decode the chair's camera")
     parser.add_argument("--video-bitrate", type=int, default=500_000, help="synthetic VP8 clip bitrate")
     parser.add_argument("--udp-port", type=int, default=0, help="Hemicycle's ice.udp_port (0: a port per connection)")
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=2,
-        help="members joining at once (over all load generators); every join re-offers every member",
-    )
-    parser.add_argument(
-        "--loadgens",
-        default="auto",
-        help="load-generator processes: an int, or auto (2 if 2 CPUs "
-        "are usable and N >= 16, else 1); member i lives in process i %% P",
-    )
+    parser.add_argument("--concurrency", type=int, default=2, help="members joining at once (over all load generators)")
+    parser.add_argument("--loadgens", default="auto", help="load-generator processes: an int, or auto (2 if 2 CPUs "
+                        "are usable and N >= 16, else 1); member i lives in process i %% P")
+    parser.add_argument("--loadgen-nice", type=int, default=0, help="run the load generators at this nice level: "
+                        "the server first on a shared machine, as if its clients were elsewhere")
     parser.add_argument("--grow-timeout", type=float, default=300.0, help="seconds for one step's members to join")
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="time budget; later steps are skipped")
     parser.add_argument("--quiet-threshold", type=float, default=30.0, help="CPU %% of other processes to wait out")

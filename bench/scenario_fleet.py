@@ -53,6 +53,8 @@ class Fleet:
                 "--concurrency", str(max(1, joining[p])), "--process", str(p), "--processes", str(processes),
                 *([] if args.no_uvloop else ["--uvloop"]),
             )  # fmt: skip
+            if args.loadgen_nice:
+                argv = ["nice", "-n", str(args.loadgen_nice), *argv]  # nice execs: the same process
             name = "load generator" + (f" {p}/{processes}" if processes > 1 else "")
             child = Child(name, argv, str(work / f"{kind}-loadgen{p}.log"))
             children[f"loadgen{p}"] = child

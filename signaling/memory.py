@@ -127,7 +127,10 @@ class Reclaimer:
         """One look: reclaim if a transport is gone since the last reclaim and the budget
         allows it now (else at a later look). True if it reclaimed."""
         now = frozenset(self.live())
-        self._pending = self._pending or bool(self._seen - now)
+        gone = self._seen - now
+        if gone:
+            log.debug("transports closed since the last look: %s", ", ".join(sorted(gone)[:5]))
+        self._pending = self._pending or bool(gone)
         self._seen = now
         if not self._pending or self.clock() < self._not_before:
             settle()
@@ -139,7 +142,8 @@ class Reclaimer:
         self.seconds += collecting + trimming
         self.longest_gc = max(self.longest_gc, collecting)
         self.longest_trim = max(self.longest_trim, trimming)
-        log.debug("memory reclaimed: gc %.1f ms, trim %.1f ms", collecting * 1000, trimming * 1000)
+        log.info("memory reclaimed: the event loop stopped %.0f ms (gc %.1f ms, trim %.1f ms)",
+                 (collecting + trimming) * 1000, collecting * 1000, trimming * 1000)
         return True
 
     async def run(self) -> None:
