@@ -50,6 +50,7 @@ class Transport:
         self.on_failed: Callable[[Transport], object] | None = None
         self._task: asyncio.Task[None] | None = None
         self.was_connected = False  # connected once (ICE and DTLS up), whatever its state now
+        self.slim_pending = False  # a negotiation ended: slim aiortc's descriptions once it is applied
         self.pc.on("connectionstatechange", self._on_state)
 
     def _on_state(self) -> None:
@@ -77,6 +78,8 @@ class Transport:
             await asyncio.sleep(TICK)
             rounds += 1
             try:
+                if self.slim_pending and glue.slim_descriptions(self.pc) >= 0:  # applied: aiortc started its parts
+                    self.slim_pending = False  # its parsed descriptions: only what it reads again
                 self.tick(rounds)
             except Exception:  # a bug in one tick must not kill the loop
                 log.exception("transport %s tick failed", self.id)
@@ -158,7 +161,9 @@ class SendTransport(Transport):
             self.feedback_ssrc = glue.sender_ssrc(transceivers[0])
         self._start_ticking()
         self.last_activity = time.monotonic()  # no media can come before the answer: silence counts from now
-        return as_announced(improve_answer(self.pc.localDescription.sdp, self.bitrate_caps)), usable
+        answer_sdp = as_announced(improve_answer(self.pc.localDescription.sdp, self.bitrate_caps))
+        self.slim_pending = True
+        return answer_sdp, usable
 
     def add_producer(self, producer: Producer) -> None:
         self.by_mid[producer.spec.mid] = producer
@@ -342,6 +347,7 @@ class RecvTransport(Transport):
         except Exception as exc:
             raise NegotiationError("bad_sdp", f"answer refused: {exc}") from exc
         self.pending_revision = None
+        self.slim_pending = True
         self._configure_slots()
         if self.connected:  # new slots on a live connection: their consumers need a keyframe now
             self.on_connected()

@@ -67,4 +67,5 @@ class ViewerTransport(RecvTransport):
         except Exception as exc:
             raise NegotiationError("no_codec", f"cannot answer: {exc}") from exc
         self._configure_slots()
+        self.slim_pending = True
         return as_announced(str(self.pc.localDescription.sdp))

@@ -50,6 +50,7 @@ from .transceivers import (
     sender_cname,
     sender_ssrc,
     set_stream_id,
+    slim_descriptions,
     slim_receiver,
     stop_receiver_decoder,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "set_stream_id",
     "share_udp_port",
     "shared_udp_port",
+    "slim_descriptions",
     "slim_receiver",
     "stop_receiver_decoder",
 ]
