@@ -81,8 +81,8 @@ def reclaim() -> tuple[float, float]:
 def settle() -> None:
     """Collect the young generations, then freeze every object that survived.
 
-    CPython's automatic full collections walk every tracked object (~800k in a 45-member
-    sitting: aiortc's descriptions, transceivers, tasks; a pause of a few hundred ms for every
+    CPython's automatic full collections walk every tracked object (~710k in a 45-member
+    sitting: aiortc's transceivers, tasks; a pause of a few hundred ms for every
     member's media). Frozen objects are not walked: between two reclaims the automatic ones
     only see what became old since the last look. Cycles that become garbage after being
     frozen (a departed member's connection) wait for the next ``reclaim``, which a departure
