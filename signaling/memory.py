@@ -81,7 +81,7 @@ def reclaim() -> tuple[float, float]:
 def settle() -> None:
     """Collect the young generations, then freeze every object that survived.
 
-    CPython's automatic full collections walk every tracked object (~710k in a 45-member
+    CPython's automatic full collections walk every tracked object (~617k in a 45-member
     sitting: aiortc's transceivers, tasks; a pause of a few hundred ms for every
     member's media). Frozen objects are not walked: between two reclaims the automatic ones
     only see what became old since the last look. Cycles that become garbage after being
