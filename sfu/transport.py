@@ -32,9 +32,8 @@ SLOT_BLOCK_MIN = 4  # free slots a subscriber's connection grows by, at least (R
 
 
 def _configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
-    servers = [
-        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in ice_servers
-    ]
+    servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+               for s in ice_servers]
     return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
@@ -161,9 +160,8 @@ class SendTransport(Transport):
             self.feedback_ssrc = glue.sender_ssrc(transceivers[0])
         self._start_ticking()
         self.last_activity = time.monotonic()  # no media can come before the answer: silence counts from now
-        answer_sdp = as_announced(improve_answer(self.pc.localDescription.sdp, self.bitrate_caps))
-        self.slim_pending = True
-        return answer_sdp, usable
+        self.slim_pending = True  # the answer is read here, before the descriptions are slimmed
+        return as_announced(improve_answer(self.pc.localDescription.sdp, self.bitrate_caps)), usable
 
     def add_producer(self, producer: Producer) -> None:
         self.by_mid[producer.spec.mid] = producer
@@ -322,11 +320,9 @@ class RecvTransport(Transport):
             glue.set_stream_id(slot.handle, stream_id, track_id)
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
-        offered = []
-        for slot in self.slots:
-            if slot.handle.mid is not None:
-                slot.mid = slot.handle.mid
-                offered.append(slot)
+        offered = [slot for slot in self.slots if slot.handle.mid is not None]
+        for slot in offered:
+            slot.mid = slot.handle.mid
         self.revision += 1
         self.pending_revision = self.revision
         return as_announced(self.pc.localDescription.sdp), offered
@@ -338,10 +334,8 @@ class RecvTransport(Transport):
             lines = glue.describe_sdp(sdp)  # refused before it changes anything: the client may answer again
         except ValueError as exc:
             raise NegotiationError("bad_sdp", str(exc)) from exc
-        for line in lines:
-            if any(not 1 <= ext_id <= 14 for ext_id in line.extensions.values()):
-                message = f"m-line {line.mid}: header extension ids must be 1 to 14, as offered"
-                raise NegotiationError("bad_sdp", message)
+        for line in (x for x in lines if any(not 1 <= ext_id <= 14 for ext_id in x.extensions.values())):
+            raise NegotiationError("bad_sdp", f"m-line {line.mid}: header extension ids must be 1 to 14, as offered")
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=drop_unusable_candidates(sdp), type="answer"))
         except Exception as exc:
