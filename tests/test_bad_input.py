@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import aiohttp
@@ -204,3 +205,27 @@ async def test_a_bundle_group_naming_a_missing_m_line_is_refused(server, member)
     )
     assert [r["code"] for r in replies if r["type"] == "error"] == ["bad_sdp"]
     assert server.router.counts()["producers"] == 2  # only the witness's
+
+
+async def test_an_answer_with_extension_ids_out_of_range_is_refused(server, member) -> None:  # type: ignore[no-untyped-def]
+    """A subscriber's answer may only use one-byte header extension ids (1 to 14), as offered."""
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(server.base_url.replace("http", "ws", 1) + "/ws")
+        await ws.send_json(hello(server.token("Curieux")))
+        offer: dict[str, Any] | None = None
+        while offer is None:
+            message = json.loads((await ws.receive(timeout=10)).data)
+            offer = message if message["type"] == "subscribe_offer" else None
+        answer = re.sub(r"a=extmap:\d+", "a=extmap:15", offer["sdp"]).replace("a=sendonly", "a=recvonly")
+        await ws.send_json({"type": "subscribe_answer", "revision": offer["revision"], "sdp": answer})
+        error = None
+        while error is None:
+            message = json.loads((await ws.receive(timeout=10)).data)
+            error = message if message["type"] == "error" else None
+        assert error["code"] == "bad_sdp" and "1 to 14" in error["message"], error
+        # the same offer may still be answered: the refusal changed nothing
+        sitting = server.hub.sittings["demo"]
+        session_ = next(s.session for s in sitting.seats.values() if s.name == "Curieux")
+        assert server.router.transports[session_.recv_transport_id].pending_revision == offer["revision"]
+        await ws.close()
+    assert server.router.counts()["producers"] == 2  # the witness still publishes
