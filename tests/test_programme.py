@@ -119,7 +119,10 @@ async def test_programme_mixes_the_unmuted_and_serves_whep(server) -> None:  # t
         run = programme.run_dir
         assert run is not None
 
-        (a, b), _ = tone_levels(await fresh_segments(run), (440.0, 880.0))
+        for _ in range(3):  # the last member's first sound may fall in the middle of a segment
+            (a, b), _ = tone_levels(await fresh_segments(run), (440.0, 880.0))
+            if a > 0.3 and b > 0.3:
+                break
         assert a > 0.3 and b > 0.3, (a, b)
 
         viewer, location, counts = await whep_view(server.base_url)
