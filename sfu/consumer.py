@@ -149,6 +149,14 @@ class Consumer:
             self._paused = paused
             self.producer.refresh_active()
 
+    def hold(self, held: bool) -> None:
+        """Pause or resume the leg on purpose (a choice of videos, the programme's scene): a
+        resumed leg restarts its numbering on the next packet (video: on a keyframe it asks for)."""
+        if held != self._paused:
+            self.set_paused(held)
+            if not held:
+                self.resync()
+
     @property
     def active(self) -> bool:
         """The producer forwards to this consumer (it is not paused, not closed, and has a writer)."""

@@ -284,11 +284,7 @@ class Router(WorkerLinks, AsyncIOEventEmitter):
             consumer = slot.consumer
             if consumer is None:
                 continue
-            paused = self._held_back(transport, consumer)
-            if consumer.paused != paused:
-                consumer.paused = paused
-                if not paused:
-                    consumer.resync()
+            consumer.hold(self._held_back(transport, consumer))
 
     def stop_consuming(self, transport_id: str, producer_id: str) -> None:
         transport = self._recv_transport(transport_id)

@@ -50,14 +50,8 @@ class WorkerLinks:
         A paused tap costs nothing per packet on either side. A resumed one restarts its
         numbering on the next packet (a video tap asks for a keyframe)."""
         for slot in self.plain[transport_id].slots:
-            consumer = slot.consumer
-            if consumer is None:
-                continue
-            paused = consumer.producer.id not in wanted
-            if consumer.paused != paused:
-                consumer.paused = paused
-                if not paused:
-                    consumer.resync()
+            if slot.consumer is not None:
+                slot.consumer.hold(slot.consumer.producer.id not in wanted)
 
     def untap(self, transport_id: str, producer_id: str) -> None:
         for slot in self.plain[transport_id].slots:

@@ -1,7 +1,6 @@
 """Transports: one peer connection each, publishing (browser offers) or subscribing (SFU offers).
 
-aiortc does ICE, DTLS and SRTP keying; media goes through the taps and senders
-of :mod:`sfu.aiortc_glue`.
+aiortc does ICE, DTLS and SRTP keying; media goes through the taps and senders of :mod:`sfu.aiortc_glue`.
 """
 
 from __future__ import annotations
@@ -334,8 +333,9 @@ class RecvTransport(Transport):
             lines = glue.describe_sdp(sdp)  # refused before it changes anything: the client may answer again
         except ValueError as exc:
             raise NegotiationError("bad_sdp", str(exc)) from exc
-        for line in (x for x in lines if any(not 1 <= ext_id <= 14 for ext_id in x.extensions.values())):
-            raise NegotiationError("bad_sdp", f"m-line {line.mid}: header extension ids must be 1 to 14, as offered")
+        bad = next((line for line in lines if any(not 1 <= i <= 14 for i in line.extensions.values())), None)
+        if bad is not None:
+            raise NegotiationError("bad_sdp", f"m-line {bad.mid}: header extension ids must be 1 to 14, as offered")
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=drop_unusable_candidates(sdp), type="answer"))
         except Exception as exc:

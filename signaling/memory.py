@@ -127,10 +127,7 @@ class Reclaimer:
         """One look: reclaim if a transport is gone since the last reclaim and the budget
         allows it now (else at a later look). True if it reclaimed."""
         now = frozenset(self.live())
-        gone = self._seen - now
-        if gone:
-            log.debug("transports closed since the last look: %s", ", ".join(sorted(gone)[:5]))
-        self._pending = self._pending or bool(gone)
+        self._pending = self._pending or bool(self._seen - now)
         self._seen = now
         if not self._pending or self.clock() < self._not_before:
             settle()
